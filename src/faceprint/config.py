@@ -1,0 +1,75 @@
+"""Settings: the only module that reads the environment.
+
+Precedence everywhere: an explicit argument beats the environment, which beats the
+model's or the library's default. Variables:
+
+``FACEPRINT_HOME``        base dir for cache and data (default: ``~/.cache/faceprint``)
+``FACEPRINT_CACHE``       cache dir for downloaded models (default: ``$FACEPRINT_HOME/models``)
+``FACEPRINT_MODELS``      extra model directories, separated by ``os.pathsep``
+``FACEPRINT_OFFLINE``     ``1`` forbids downloads; a missing model names the command to run
+``FACEPRINT_MAX_PIXELS``  pixel cap for decoded images (decompression-bomb guard)
+``FACEPRINT_DETECTOR``    default detector name (otherwise the best one available)
+``FACEPRINT_EMBEDDER``    default embedder name
+``FACEPRINT_THREADS``     threads for native code (dlib/OpenCV), 0 = library default
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: 64 megapixels: larger than any camera photo a user is likely to have, smaller than a
+#: decompression bomb (a 2 KB PNG that decodes to gigabytes).
+DEFAULT_MAX_PIXELS = 64_000_000
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Build with :meth:`from_env`; override fields explicitly."""
+
+    home: Path
+    cache_dir: Path
+    model_dirs: tuple[Path, ...] = ()
+    offline: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    detector: str | None = None
+    embedder: str | None = None
+    threads: int = 0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``env`` (default: ``os.environ``)."""
+        e = os.environ if env is None else env
+        home = Path(e.get("FACEPRINT_HOME") or Path.home() / ".cache" / "faceprint").expanduser()
+        cache = Path(e.get("FACEPRINT_CACHE") or home / "models").expanduser()
+        dirs = tuple(
+            Path(p).expanduser() for p in e.get("FACEPRINT_MODELS", "").split(os.pathsep) if p
+        )
+        try:
+            max_pixels = int(e.get("FACEPRINT_MAX_PIXELS") or DEFAULT_MAX_PIXELS)
+        except ValueError:
+            max_pixels = DEFAULT_MAX_PIXELS
+        try:
+            threads = int(e.get("FACEPRINT_THREADS") or 0)
+        except ValueError:
+            threads = 0
+        return cls(
+            home=home,
+            cache_dir=cache,
+            model_dirs=dirs,
+            offline=e.get("FACEPRINT_OFFLINE", "").strip().lower() in _TRUE,
+            max_pixels=max_pixels,
+            detector=e.get("FACEPRINT_DETECTOR") or None,
+            embedder=e.get("FACEPRINT_EMBEDDER") or None,
+            threads=threads,
+        )
+
+
+def get_settings() -> Settings:
+    """Current settings, read from the environment at call time (never at import)."""
+    return Settings.from_env()

@@ -1,0 +1,74 @@
+"""The one error tree of faceprint.
+
+Every failure a user can cause or meet is a subclass of :class:`FaceprintError`, so
+callers can catch one type, and the CLI can turn any of them into a one-line message
+with exit code 1. Each message says what was expected and what was found.
+
+::
+
+    FaceprintError
+    ├── InvalidImageError          unreadable, truncated, empty or unsupported image data
+    │   └── ImageTooLargeError     more pixels than the configured cap (decompression bombs)
+    ├── NoFaceError                an image where a face was required has none
+    ├── MultipleFacesError         several faces where exactly one was required (--strict)
+    ├── ModelUnavailableError      a model file is missing, corrupt, or cannot be downloaded
+    ├── UnknownComponentError      an unknown detector/embedder name (lists the valid ones)
+    ├── MissingExtraError          an optional dependency is not installed (names the extra)
+    ├── AlignmentError             landmarks that cannot be aligned to the embedder's template
+    ├── EvaluationError            a malformed pairs file or dataset layout
+    ├── GalleryError               a gallery that cannot be read or written
+    └── IncompatibleEmbeddingError vectors from another model than the one expected
+"""
+
+from __future__ import annotations
+
+
+class FaceprintError(Exception):
+    """Base class of every error faceprint raises on purpose."""
+
+
+class InvalidImageError(FaceprintError):
+    """The input is not a decodable image (missing, empty, truncated, wrong type)."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The image has more pixels than ``Settings.max_pixels`` (decompression-bomb guard)."""
+
+
+class NoFaceError(FaceprintError):
+    """No face was found where one was required."""
+
+
+class MultipleFacesError(FaceprintError):
+    """Several faces were found where exactly one was required."""
+
+
+class ModelUnavailableError(FaceprintError):
+    """A model file is missing, fails its checksum, or cannot be fetched."""
+
+
+class UnknownComponentError(FaceprintError, KeyError):
+    """A registry name that does not exist; the message lists the ones that do."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingExtraError(FaceprintError, ImportError):
+    """An optional dependency is missing; the message names the pip extra to install."""
+
+
+class AlignmentError(FaceprintError):
+    """Landmarks are absent, degenerate, or of a scheme the embedder cannot align."""
+
+
+class EvaluationError(FaceprintError):
+    """A pairs file or dataset layout that does not follow the expected protocol."""
+
+
+class GalleryError(FaceprintError):
+    """A gallery that cannot be opened, read or written."""
+
+
+class IncompatibleEmbeddingError(FaceprintError):
+    """Vectors produced by another model (name/version) than the one expected."""

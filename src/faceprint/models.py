@@ -1,0 +1,274 @@
+"""The model catalogue, and where model files are found.
+
+Each :class:`ModelSpec` records a model's files (name, official URL, sha256), its licence
+and whether that licence allows commercial use. :func:`resolve` finds a file in this order:
+
+1. an explicit path given by the caller;
+2. the directories in ``FACEPRINT_MODELS`` (``Settings.model_dirs``);
+3. the cache dir (``Settings.cache_dir``);
+4. a pip package that ships it (``face_recognition_models``, found with ``find_spec`` so
+   that its ``__init__``, which imports the removed ``pkg_resources``, never runs);
+5. a download from the official URL, only when allowed (not ``FACEPRINT_OFFLINE``), checked
+   against the sha256 and written atomically (temporary file, then ``os.replace``).
+
+A missing file raises :class:`ModelUnavailableError` naming the command to run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings, get_settings
+from .errors import ModelUnavailableError, UnknownComponentError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model: its name (may contain a sub-directory), URL and sha256."""
+
+    filename: str
+    sha256: str
+    url: str | None = None
+    package: str | None = None  # pip package that ships the file under <package>/models/
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A catalogue entry. ``default_threshold`` is a cosine similarity (embedders only)."""
+
+    name: str
+    role: str  # "detector", "landmarks" or "embedder"
+    files: tuple[ModelFile, ...]
+    licence: str
+    commercial_use: bool
+    source: str
+    default_threshold: float | None = None
+    input_size: tuple[int, int] | None = None
+    notes: str = ""
+
+
+_FRM = "face_recognition_models"
+
+CATALOG: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="hog",
+            role="detector",
+            files=(),
+            licence="Boost Software License (dlib)",
+            commercial_use=True,
+            source="dlib-bin (pip): no file needed",
+        ),
+        ModelSpec(
+            name="dlib5",
+            role="landmarks",
+            files=(
+                ModelFile(
+                    "shape_predictor_5_face_landmarks.dat",
+                    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                    package=_FRM,
+                ),
+            ),
+            licence="CC0-1.0",
+            commercial_use=True,
+            source="face_recognition_models (pip)",
+        ),
+        ModelSpec(
+            name="yunet",
+            role="detector",
+            files=(
+                ModelFile(
+                    "face_detection_yunet_2023mar.onnx",
+                    "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+                    url="https://github.com/opencv/opencv_zoo/raw/main/models/"
+                    "face_detection_yunet/face_detection_yunet_2023mar.onnx",
+                ),
+            ),
+            licence="MIT (opencv_zoo)",
+            commercial_use=True,
+            source="opencv_zoo release",
+            input_size=(640, 640),
+        ),
+        ModelSpec(
+            name="dlib",
+            role="embedder",
+            files=(
+                ModelFile(
+                    "dlib_face_recognition_resnet_model_v1.dat",
+                    "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+                    package=_FRM,
+                ),
+            ),
+            licence="CC0-1.0",
+            commercial_use=True,
+            source="face_recognition_models (pip)",
+            input_size=(150, 150),
+            # Fitted on LFW pairsDevTrain (hog+dlib, maximum accuracy); see
+            # faceprint.embedding.dlib.DEFAULT_THRESHOLD for how it was measured.
+            default_threshold=None,
+            notes="ResNet-29, 128-D, LFW 99.38% (dlib's figure)",
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The catalogue entry ``name``; unknown names list the known ones."""
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise UnknownComponentError(
+            f"unknown model {name!r}: expected one of {', '.join(sorted(CATALOG))}"
+        ) from None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_dir(package: str) -> Path | None:
+    """Directory of an installed package, found without running its ``__init__``."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _candidates(mf: ModelFile, settings: Settings) -> list[Path]:
+    out = [d / mf.filename for d in settings.model_dirs]
+    out.append(settings.cache_dir / mf.filename)
+    if mf.package:
+        pdir = package_dir(mf.package)
+        if pdir is not None:
+            out.append(pdir / "models" / mf.filename)
+    return out
+
+
+def find_file(mf: ModelFile, settings: Settings | None = None) -> Path | None:
+    """The first existing local copy of ``mf`` (steps 2-4 of the order), or ``None``."""
+    s = settings or get_settings()
+    for cand in _candidates(mf, s):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def how_to_get(spec: ModelSpec, mf: ModelFile) -> str:
+    """A one-line instruction that tells a user how to obtain a missing file."""
+    if mf.package:
+        return f"pip install {mf.package}"
+    return (
+        f"run 'faceprint models download {spec.name}', or place {mf.filename} "
+        "in a directory listed in FACEPRINT_MODELS"
+    )
+
+
+def resolve(
+    name: str,
+    filename: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    settings: Settings | None = None,
+    download: bool = True,
+) -> Path:
+    """Path to a file of model ``name`` (its first file unless ``filename`` is given).
+
+    ``path`` (explicit) wins; then the search order in the module docstring. Downloads only
+    when ``download`` is true and the settings are not offline.
+    """
+    s = settings or get_settings()
+    spec = get_spec(name)
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ModelUnavailableError(f"model file for {name!r} not found at {p}")
+        return p
+    if not spec.files:
+        raise ModelUnavailableError(f"model {name!r} has no files to resolve")
+    mf = spec.files[0] if filename is None else next(f for f in spec.files if f.filename == filename)
+    found = find_file(mf, s)
+    if found is not None:
+        return found
+    if download and mf.url and not s.offline:
+        return fetch(spec, mf, s.cache_dir)
+    why = "offline mode (FACEPRINT_OFFLINE=1) forbids downloads; " if s.offline and mf.url else ""
+    raise ModelUnavailableError(
+        f"model {name!r} file {mf.filename} is missing: {why}{how_to_get(spec, mf)}"
+    )
+
+
+def fetch(spec: ModelSpec, mf: ModelFile, dest_dir: Path, url: str | None = None) -> Path:
+    """Download ``mf`` into ``dest_dir``, check its sha256, and move it into place.
+
+    The bytes go to a temporary file in ``dest_dir`` that is renamed only after the
+    checksum matches, so an interrupted or corrupt download never leaves a partial file
+    under the final name.
+    """
+    src = url or mf.url
+    if not src:
+        raise ModelUnavailableError(f"model {spec.name!r} has no download URL: {how_to_get(spec, mf)}")
+    final = dest_dir / mf.filename
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=final.parent)
+    tmp = Path(tmp_name)
+    h = hashlib.sha256()
+    try:
+        log.info("downloading %s from %s", mf.filename, src)
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src, timeout=60) as resp:  # noqa: S310
+            while chunk := resp.read(_CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+        if h.hexdigest() != mf.sha256:
+            raise ModelUnavailableError(
+                f"checksum mismatch for {mf.filename} from {src}: expected sha256 {mf.sha256}, "
+                f"got {h.hexdigest()}; the file was discarded"
+            )
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise ModelUnavailableError(f"could not download {mf.filename} from {src}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def verify_file(path: Path, mf: ModelFile) -> bool:
+    """Whether the file at ``path`` has ``mf``'s sha256."""
+    return sha256_file(path) == mf.sha256
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One row of ``faceprint models list``."""
+
+    spec: ModelSpec
+    present: bool
+    paths: tuple[Path | None, ...]
+
+
+def status(settings: Settings | None = None) -> list[ModelStatus]:
+    """Presence of every catalogue model's files (no download, no checksum)."""
+    s = settings or get_settings()
+    rows = []
+    for spec in CATALOG.values():
+        paths = tuple(find_file(mf, s) for mf in spec.files)
+        rows.append(ModelStatus(spec, all(p is not None for p in paths), paths))
+    return rows
