@@ -126,14 +126,16 @@ def _pyr_down(img: Image) -> Image:
     nr, nc = a.shape[:2]
     oc, orr = (nc - 3) // 2, (nr - 3) // 2
     w = (1, 4, 6, 4, 1)
-    t = sum(k * a[:, i : i + 2 * oc : 2] for i, k in enumerate(w))
-    d = sum(k * t[i : i + 2 * orr : 2] for i, k in enumerate(w))
+    t = np.zeros((nr, oc, a.shape[2]), np.uint32)
+    for i, k in enumerate(w):
+        t += k * a[:, i : i + 2 * oc : 2]
+    d = np.zeros((orr, oc, a.shape[2]), np.uint32)
+    for i, k in enumerate(w):
+        d += k * t[i : i + 2 * orr : 2]
     return np.asarray(d // 256, dtype=np.uint8)
 
 
-def _corner_map(
-    rect: tuple[float, float, float, float], angle: float, size: int
-) -> Matrix:
+def _corner_map(rect: tuple[float, float, float, float], angle: float, size: int) -> Matrix:
     """Affine chip pixel -> source pixel that sends the chip's corner pixels to ``rect``'s
     corners rotated by ``angle`` about its centre (dlib's ``extract_image_chips``)."""
     left, top, right, bottom = rect
@@ -173,8 +175,10 @@ def _dlib_chip(image: Image, points: NDArray[np.float64], tpl: AlignmentTemplate
     h, w = image.shape[:2]
     centre = np.array([(rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2])
     rot = np.stack(
-        [_rotate(centre, np.array(c), angle) for c in
-         ((rect[0], rect[1]), (rect[2], rect[1]), (rect[0], rect[3]), (rect[2], rect[3]))]
+        [
+            _rotate(centre, np.array(c), angle)
+            for c in ((rect[0], rect[1]), (rect[2], rect[1]), (rect[0], rect[3]), (rect[2], rect[3]))
+        ]
     )
     bl = max(round(rot[:, 0].min() - grow), 0)
     bt = max(round(rot[:, 1].min() - grow), 0)
@@ -263,7 +267,9 @@ def fit_template(
     return np.asarray(np.median(pts, axis=0), dtype=np.float64)
 
 
-def image_to_chip(points: NDArray[np.float64], landmarks: Landmarks, template: AlignmentTemplate) -> NDArray[np.float64]:
+def image_to_chip(
+    points: NDArray[np.float64], landmarks: Landmarks, template: AlignmentTemplate
+) -> NDArray[np.float64]:
     """Map image-pixel ``points`` (N, 2) into the chip that ``landmarks`` define on ``template``."""
     pts = np.asarray(landmarks, dtype=np.float64)
     if template.method == "dlib":

@@ -47,9 +47,7 @@ class Settings:
         e = os.environ if env is None else env
         home = Path(e.get("FACEPRINT_HOME") or Path.home() / ".cache" / "faceprint").expanduser()
         cache = Path(e.get("FACEPRINT_CACHE") or home / "models").expanduser()
-        dirs = tuple(
-            Path(p).expanduser() for p in e.get("FACEPRINT_MODELS", "").split(os.pathsep) if p
-        )
+        dirs = tuple(Path(p).expanduser() for p in e.get("FACEPRINT_MODELS", "").split(os.pathsep) if p)
         try:
             max_pixels = int(e.get("FACEPRINT_MAX_PIXELS") or DEFAULT_MAX_PIXELS)
         except ValueError:

@@ -64,10 +64,10 @@ def _pil_to_rgb(img: Any) -> Image:
         a8 = (a.astype(np.float64) * (255.0 / top)).clip(0, 255).round().astype(np.uint8)
         return np.ascontiguousarray(np.repeat(a8[:, :, None], 3, axis=2))
     if mode == "F":
-        a = np.asarray(img, dtype=np.float32)
-        hi = float(a.max(initial=1.0)) or 1.0
-        scale = 255.0 if hi <= 1.0 else 255.0 / hi
-        a8 = (a * scale).clip(0, 255).round().astype(np.uint8)
+        f = np.asarray(img, dtype=np.float32)
+        hi = float(f.max(initial=1.0)) or 1.0
+        scale = np.float32(255.0 if hi <= 1.0 else 255.0 / hi)
+        a8 = (f * scale).clip(0, 255).round().astype(np.uint8)
         return np.ascontiguousarray(np.repeat(a8[:, :, None], 3, axis=2))
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         # Transparent pixels become white, as a viewer would show them on a page.
@@ -100,8 +100,7 @@ def _decode(data: io.BytesIO | Path, cap: int, what: str) -> Image:
         _check_pixels(width, height, cap, what)
         try:
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return _pil_to_rgb(img)
+            return _pil_to_rgb(ImageOps.exif_transpose(img) or img)
         except (OSError, SyntaxError, ValueError) as exc:
             raise InvalidImageError(f"{what}: corrupt or truncated image data ({exc})") from exc
 
@@ -130,9 +129,7 @@ def load_image(source: ImageInput, max_pixels: int | None = None) -> Image:
         if path.stat().st_size == 0:
             raise InvalidImageError(f"{path}: empty file (0 bytes)")
         return _decode(path, cap, str(path))
-    raise InvalidImageError(
-        f"expected a path, bytes or numpy array, got {type(source).__name__}"
-    )
+    raise InvalidImageError(f"expected a path, bytes or numpy array, got {type(source).__name__}")
 
 
 def image_sha256(source: ImageInput) -> str | None:

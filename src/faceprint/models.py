@@ -211,9 +211,7 @@ def resolve(
     if download and mf.url and not s.offline:
         return fetch(spec, mf, s.cache_dir)
     why = "offline mode (FACEPRINT_OFFLINE=1) forbids downloads; " if s.offline and mf.url else ""
-    raise ModelUnavailableError(
-        f"model {name!r} file {mf.filename} is missing: {why}{how_to_get(spec, mf)}"
-    )
+    raise ModelUnavailableError(f"model {name!r} file {mf.filename} is missing: {why}{how_to_get(spec, mf)}")
 
 
 def fetch(spec: ModelSpec, mf: ModelFile, dest_dir: Path, url: str | None = None) -> Path:
@@ -233,7 +231,7 @@ def fetch(spec: ModelSpec, mf: ModelFile, dest_dir: Path, url: str | None = None
     h = hashlib.sha256()
     try:
         log.info("downloading %s from %s", mf.filename, src)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src, timeout=60) as resp:  # noqa: S310
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src, timeout=60) as resp:
             while chunk := resp.read(_CHUNK):
                 h.update(chunk)
                 out.write(chunk)

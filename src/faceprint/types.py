@@ -180,8 +180,6 @@ class Verification:
             "same": self.same,
             "detector": self.detector,
             "embedder": self.embedder,
-            "faces": [
-                {"box": f.box.to_dict(), "score": round(float(f.score), 6)} for f in self.faces
-            ],
+            "faces": [{"box": f.box.to_dict(), "score": round(float(f.score), 6)} for f in self.faces],
             "notes": list(self.notes),
         }

@@ -1,0 +1,1 @@
+"""The ``faceprint`` command line. Only this package writes to stdout or exits."""

@@ -1,0 +1,142 @@
+"""``faceprint`` entry point: detect, verify, models, eval.
+
+Exit codes: 0 success, 1 error (one line on stderr, never a traceback), 2 usage error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import FaceprintError
+from . import common
+from .evaluate import eval_app
+from .models import models_app
+
+app = typer.Typer(
+    name="faceprint",
+    help="Offline face detection, verification and evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models_app, name="models")
+app.add_typer(eval_app, name="eval")
+
+DetectorOpt = Annotated[
+    str | None,
+    typer.Option("--detector", "-d", help="hog or yunet (default: yunet if its model is present, else hog)"),
+]
+EmbedderOpt = Annotated[str | None, typer.Option("--embedder", "-e", help="embedder name (default: dlib)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log progress details to stderr")]
+
+
+@app.callback()
+def _main(verbose: VerboseOpt = False) -> None:
+    common.setup_logging(verbose)
+    common.quiet_native_logs()
+
+
+@app.command()
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    detector: DetectorOpt = None,
+    upsample: Annotated[int | None, typer.Option(help="hog only: times to upsample the image")] = None,
+    draw: Annotated[Path | None, typer.Option(help="write annotated copies into this directory")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find faces: boxes (xyxy pixels), scores and 5 landmarks per image."""
+    from ..io import load_image
+    from ..recognizer import Recognizer
+
+    opts = {"upsample": upsample} if upsample is not None else None
+    rec = Recognizer(detector=detector, detector_options=opts)
+    if draw is not None:
+        draw.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, object]] = []
+    failed = 0
+    with common.progress_bar("detecting", len(images), len(images) > 3) as advance:
+        for path in images:
+            try:
+                img = load_image(path)
+                faces = rec.detector.detect(img)
+            except FaceprintError as exc:
+                failed += 1
+                common.err.print(f"error: {exc}", markup=False)
+                rows.append({"image": str(path), "error": str(exc)})
+                advance()
+                continue
+            if draw is not None:
+                from ..draw import draw_faces, save_image
+
+                save_image(draw_faces(img, faces), str(draw / f"{path.stem}.jpg"))
+            rows.append(
+                {
+                    "image": str(path),
+                    "width": img.shape[1],
+                    "height": img.shape[0],
+                    "faces": [f.to_dict() for f in faces],
+                }
+            )
+            advance()
+    if as_json:
+        common.print_json({"detector": rec.detector_name, "images": rows})
+    else:
+        common.out.print(f"detector: {rec.detector_name}")
+        for r in rows:
+            if "error" in r:
+                continue
+            faces_l = r["faces"]
+            assert isinstance(faces_l, list)
+            common.out.print(f"{r['image']}: {len(faces_l)} face(s)")
+            for i, f in enumerate(faces_l):
+                b = f["box"]
+                common.out.print(
+                    f"  #{i} box=({b['x1']:.0f}, {b['y1']:.0f}, {b['x2']:.0f}, {b['y2']:.0f}) "
+                    f"score={f['score']:.3f}"
+                )
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    image_a: Annotated[Path, typer.Argument(help="first photo")],
+    image_b: Annotated[Path, typer.Argument(help="second photo")],
+    detector: DetectorOpt = None,
+    embedder: EmbedderOpt = None,
+    threshold: Annotated[float | None, typer.Option(help="cosine similarity threshold")] = None,
+    strict: Annotated[bool, typer.Option(help="error when a photo has several faces")] = False,
+    flip: Annotated[bool, typer.Option(help="also embed mirrored crops and average")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Are the two photos the same person? Prints similarity, threshold and the verdict."""
+    from ..recognizer import Recognizer
+
+    rec = Recognizer(detector=detector, embedder=embedder, threshold=threshold, flip=flip)
+    v = rec.verify(image_a, image_b, strict=strict)
+    if as_json:
+        common.print_json(v.to_dict())
+        return
+    for note in v.notes:
+        common.err.print(f"note: {note}", markup=False)
+    verdict = "same person" if v.same else "different people"
+    common.out.print(
+        f"{verdict}: similarity {v.similarity:.4f} (threshold {v.threshold:.4f}, "
+        f"detector {v.detector}, embedder {v.embedder})"
+    )
+
+
+def run() -> None:
+    """Console-script entry point: every FaceprintError becomes one line and exit 1."""
+    try:
+        app()
+    except FaceprintError as exc:
+        raise SystemExit(common.fail(str(exc)).exit_code) from None
+
+
+if __name__ == "__main__":
+    run()

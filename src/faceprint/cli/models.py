@@ -1,0 +1,85 @@
+"""``faceprint models list|download|verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import models
+from . import common
+
+models_app = typer.Typer(help="List, download and verify model files.", no_args_is_help=True)
+
+
+@models_app.command("list")
+def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Each model: present or missing, licence, and whether commercial use is allowed."""
+    rows = models.status()
+    if as_json:
+        common.print_json(
+            [
+                {
+                    "name": r.spec.name,
+                    "role": r.spec.role,
+                    "present": r.present,
+                    "licence": r.spec.licence,
+                    "commercial_use": r.spec.commercial_use,
+                    "source": r.spec.source,
+                    "paths": [str(p) if p else None for p in r.paths],
+                }
+                for r in rows
+            ]
+        )
+        return
+    from rich.table import Table
+
+    t = Table("name", "role", "status", "licence", "commercial use", "where")
+    for r in rows:
+        where = ", ".join(str(p) for p in r.paths if p) or (
+            r.spec.source if not r.spec.files else models.how_to_get(r.spec, r.spec.files[0])
+        )
+        t.add_row(
+            r.spec.name,
+            r.spec.role,
+            "present" if r.present else "MISSING",
+            r.spec.licence,
+            "yes" if r.spec.commercial_use else "NO (non-commercial only)",
+            where,
+        )
+    common.out.print(t)
+
+
+@models_app.command()
+def download(
+    name: Annotated[str, typer.Argument(help="model name, e.g. yunet")],
+    dest: Annotated[Path | None, typer.Option(help="directory (default: the cache dir)")] = None,
+    url: Annotated[str | None, typer.Option(help="mirror URL instead of the official one")] = None,
+) -> None:
+    """Fetch a model's files from their official URL, checked against the sha256."""
+    from ..config import get_settings
+
+    spec = models.get_spec(name)
+    target = dest or get_settings().cache_dir
+    if not any(mf.url for mf in spec.files) and url is None:
+        raise common.fail(f"model {name!r} is not downloaded: it comes from {spec.source}")
+    for mf in spec.files:
+        path = models.fetch(spec, mf, target, url=url)
+        common.out.print(f"{spec.name}: {path} (sha256 ok)")
+
+
+@models_app.command("verify")
+def verify_models() -> None:
+    """Check the sha256 of every model file that is present."""
+    bad = 0
+    for r in models.status():
+        for mf, p in zip(r.spec.files, r.paths, strict=True):
+            if p is None:
+                common.out.print(f"{r.spec.name}: {mf.filename} missing")
+                continue
+            ok = models.verify_file(p, mf)
+            bad += not ok
+            common.out.print(f"{r.spec.name}: {p} {'ok' if ok else 'CHECKSUM MISMATCH'}")
+    if bad:
+        raise typer.Exit(1)

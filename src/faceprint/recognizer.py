@@ -1,0 +1,195 @@
+"""The pipeline: load -> detect -> align -> embed -> compare. Holds no model code.
+
+``Recognizer`` composes a detector and an embedder from the registries. Every batch entry
+point aligns the crops of all faces of all images in a call and embeds them in one
+embedder call. Results name the detector and embedder that produced them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import models
+from .alignment import align_face
+from .config import Settings, get_settings
+from .detection import Detector
+from .embedding import Embedder, l2_normalize, model_id
+from .errors import ModelUnavailableError, MultipleFacesError, NoFaceError
+from .io import ImageInput, load_image
+from .registry import detectors, embedders
+from .types import Face, Image, Verification
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EMBEDDER = "dlib"
+
+Progress = Callable[[int], None]
+
+
+def default_detector_name(settings: Settings | None = None) -> str:
+    """The best detector available: ``FACEPRINT_DETECTOR``, else ``yunet`` when its model
+    file is present locally, else ``hog`` (which needs no file)."""
+    s = settings or get_settings()
+    if s.detector:
+        return s.detector
+    try:
+        models.resolve("yunet", settings=s, download=False)
+        return "yunet"
+    except ModelUnavailableError:
+        return "hog"
+
+
+def _label(image: ImageInput, i: int) -> str:
+    return str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else f"image #{i + 1}"
+
+
+class Recognizer:
+    """Detect, align and embed faces; verify pairs.
+
+    ``detector``/``embedder`` are registry names or ready objects; ``None`` picks the
+    defaults (see :func:`default_detector_name`). ``threshold`` is a cosine similarity
+    and defaults to the embedder's LFW-fitted value. ``flip`` averages each face's vector
+    with its mirrored crop's (test-time augmentation; twice the embedding cost).
+    """
+
+    def __init__(
+        self,
+        detector: str | Detector | None = None,
+        embedder: str | Embedder | None = None,
+        *,
+        threshold: float | None = None,
+        flip: bool = False,
+        detector_options: dict[str, Any] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        if detector is None or isinstance(detector, str):
+            name = detector or default_detector_name(self.settings)
+            self.detector: Detector = detectors.create(name, **(detector_options or {}))
+        else:
+            self.detector = detector
+        if embedder is None or isinstance(embedder, str):
+            self.embedder: Embedder = embedders.create(embedder or self.settings.embedder or DEFAULT_EMBEDDER)
+        else:
+            self.embedder = embedder
+        self.threshold = float(threshold if threshold is not None else self.embedder.default_threshold)
+        self.flip = flip
+
+    @property
+    def detector_name(self) -> str:
+        return str(getattr(self.detector, "name", type(self.detector).__name__))
+
+    @property
+    def embedder_name(self) -> str:
+        return self.embedder.name + ("+flip" if self.flip else "")
+
+    # -- detection -------------------------------------------------------------------
+    def detect(self, image: ImageInput) -> list[Face]:
+        """Faces in one image (path, bytes or RGB array), highest score first."""
+        return self.detector.detect(load_image(image))
+
+    def detect_batch(self, images: Sequence[ImageInput]) -> list[list[Face]]:
+        """Faces in each of many images."""
+        return self.detector.detect_batch([load_image(im) for im in images])
+
+    # -- embedding -------------------------------------------------------------------
+    def embed_crops(self, crops: Sequence[Image]) -> NDArray[np.float32]:
+        """Unit vectors for aligned crops, in one embedder call (two with ``flip``)."""
+        if not self.flip or len(crops) == 0:
+            return self.embedder.embed(crops)
+        mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+        both = self.embedder.embed(list(crops) + mirrored)
+        n = len(crops)
+        return l2_normalize(both[:n] + both[n:])
+
+    def embed(self, image: ImageInput, faces: Sequence[Face]) -> list[Face]:
+        """Copies of ``faces`` (found in ``image``) carrying their embeddings."""
+        return self.embed_batch([image], [faces])[0]
+
+    def embed_batch(self, images: Sequence[ImageInput], faces: Sequence[Sequence[Face]]) -> list[list[Face]]:
+        """Embed every face of every image with a single embedder call."""
+        if len(images) != len(faces):
+            raise ValueError(f"{len(images)} images but {len(faces)} face lists")
+        crops: list[Image] = []
+        for image, fs in zip(images, faces, strict=True):
+            if not fs:
+                continue
+            img = load_image(image)
+            crops.extend(align_face(img, f, self.embedder.templates) for f in fs)
+        vecs = self.embed_crops(crops)
+        mid = model_id(self.embedder)
+        out: list[list[Face]] = []
+        k = 0
+        for fs in faces:
+            out.append([f.with_embedding(vecs[k + j], mid) for j, f in enumerate(fs)])
+            k += len(fs)
+        return out
+
+    def process(self, image: ImageInput) -> list[Face]:
+        """Detect and embed all faces of one image."""
+        return self.process_batch([image])[0]
+
+    def process_batch(
+        self,
+        images: Sequence[ImageInput],
+        select: Callable[[list[Face], Image], list[Face]] | None = None,
+        progress: Progress | None = None,
+        chunk: int = 32,
+    ) -> list[list[Face]]:
+        """Detect and embed all faces of many images; each image is decoded once.
+
+        ``select`` may keep a subset of each image's faces before embedding (e.g. the
+        central one). Crops are embedded ``chunk`` images at a time to bound memory.
+        """
+        results: list[list[Face]] = []
+        for start in range(0, len(images), chunk):
+            part = [load_image(im) for im in images[start : start + chunk]]
+            found = [self.detector.detect(img) for img in part]
+            if select is not None:
+                found = [select(fs, img) for fs, img in zip(found, part, strict=True)]
+            results.extend(self.embed_batch(part, found))
+            if progress is not None:
+                progress(len(part))
+        return results
+
+    # -- verification ----------------------------------------------------------------
+    def _one_face(self, image: ImageInput, i: int, strict: bool, notes: list[str]) -> tuple[Image, Face]:
+        img = load_image(image)
+        faces = self.detector.detect(img)
+        label = _label(image, i)
+        if not faces:
+            raise NoFaceError(f"{label}: expected a face, found none (detector {self.detector_name})")
+        if len(faces) > 1:
+            if strict:
+                raise MultipleFacesError(
+                    f"{label}: expected one face, found {len(faces)} (drop --strict to use the largest)"
+                )
+            notes.append(f"{label}: {len(faces)} faces found; used the largest")
+        return img, max(faces, key=lambda f: f.box.area)
+
+    def verify(self, a: ImageInput, b: ImageInput, strict: bool = False) -> Verification:
+        """Are the faces in ``a`` and ``b`` the same person? (1:1, cosine similarity)
+
+        Each image must hold a face; with several, the largest is used and a note says so,
+        unless ``strict`` makes that a :class:`MultipleFacesError`.
+        """
+        notes: list[str] = []
+        img_a, fa = self._one_face(a, 0, strict, notes)
+        img_b, fb = self._one_face(b, 1, strict, notes)
+        (ea,), (eb,) = self.embed_batch([img_a, img_b], [[fa], [fb]])
+        assert ea.embedding is not None and eb.embedding is not None
+        sim = float(np.dot(ea.embedding, eb.embedding))
+        return Verification(
+            similarity=sim,
+            threshold=self.threshold,
+            same=sim >= self.threshold,
+            detector=self.detector_name,
+            embedder=self.embedder_name,
+            faces=(fa, fb),
+            notes=tuple(notes),
+        )
