@@ -10,14 +10,13 @@ model's or the library's default. Variables:
 ``FACEPRINT_MAX_PIXELS``  pixel cap for decoded images (decompression-bomb guard)
 ``FACEPRINT_DETECTOR``    default detector name (otherwise the best one available)
 ``FACEPRINT_EMBEDDER``    default embedder name
-``FACEPRINT_THREADS``     threads for native code (dlib/OpenCV), 0 = library default
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 #: 64 megapixels: larger than any camera photo a user is likely to have, smaller than a
@@ -38,8 +37,6 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     detector: str | None = None
     embedder: str | None = None
-    threads: int = 0
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,10 +49,6 @@ class Settings:
             max_pixels = int(e.get("FACEPRINT_MAX_PIXELS") or DEFAULT_MAX_PIXELS)
         except ValueError:
             max_pixels = DEFAULT_MAX_PIXELS
-        try:
-            threads = int(e.get("FACEPRINT_THREADS") or 0)
-        except ValueError:
-            threads = 0
         return cls(
             home=home,
             cache_dir=cache,
@@ -64,7 +57,6 @@ class Settings:
             max_pixels=max_pixels,
             detector=e.get("FACEPRINT_DETECTOR") or None,
             embedder=e.get("FACEPRINT_EMBEDDER") or None,
-            threads=threads,
         )
 
 

@@ -53,8 +53,9 @@ class Recognizer:
 
     ``detector``/``embedder`` are registry names or ready objects; ``None`` picks the
     defaults (see :func:`default_detector_name`). ``threshold`` is a cosine similarity
-    and defaults to the embedder's LFW-fitted value. ``flip`` averages each face's vector
-    with its mirrored crop's (test-time augmentation; twice the embedding cost).
+    and defaults to the embedder's LFW-fitted value (its flip value with ``flip``).
+    ``flip`` averages each face's vector with its mirrored crop's (test-time
+    augmentation; twice the embedding cost).
     """
 
     def __init__(
@@ -77,8 +78,12 @@ class Recognizer:
             self.embedder: Embedder = embedders.create(embedder or self.settings.embedder or DEFAULT_EMBEDDER)
         else:
             self.embedder = embedder
-        self.threshold = float(threshold if threshold is not None else self.embedder.default_threshold)
         self.flip = flip
+        if threshold is None:
+            # Flip TTA shifts the similarity distribution slightly; use its own fitted value.
+            default = self.embedder.default_threshold
+            threshold = getattr(self.embedder, "flip_threshold", default) if flip else default
+        self.threshold = float(threshold)
 
     @property
     def detector_name(self) -> str:

@@ -1,0 +1,145 @@
+"""End-to-end speed: faceprint (yunet+dlib, hog+dlib) against face_recognition 1.3.0,
+in the same run, on LFW dev images and on the group photos.
+
+Per pipeline and image set it reports images per second end to end (decode, detect,
+landmarks, align, embed every face), ms per detection call (per image) and ms per face
+embedded (alignment + network), plus where the time goes. Single process, so every
+pipeline gets the same one core; ratios within a run are what to compare.
+
+    pip install --no-deps face_recognition
+    python bench/pipeline.py [--lfw-images 300] [--json bench/results/pipeline.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, machine, shared_dir, write_json
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def run_faceprint(detector: str, paths: list[Path]) -> dict[str, Any]:
+    from faceprint.alignment import align_face
+    from faceprint.io import load_image
+    from faceprint.recognizer import Recognizer
+
+    rec = Recognizer(detector=detector, embedder="dlib")
+    rec.process(paths[0])  # warm-up: model load and first-call costs are not per image
+    t_dec = t_det = t_align = t_emb = 0.0
+    faces_n = 0
+    t0 = time.perf_counter()
+    for p in paths:
+        img, d = _timed(lambda p=p: load_image(p))
+        t_dec += d
+        faces, d = _timed(lambda img=img: rec.detector.detect(img))
+        t_det += d
+        crops, d = _timed(
+            lambda img=img, faces=faces: [align_face(img, f, rec.embedder.templates) for f in faces]
+        )
+        t_align += d
+        _, d = _timed(lambda crops=crops: rec.embed_crops(crops))
+        t_emb += d
+        faces_n += len(faces)
+    total = time.perf_counter() - t0
+    return _row(f"faceprint {detector}+dlib", len(paths), faces_n, total, t_dec, t_det, t_align, t_emb)
+
+
+def run_face_recognition(paths: list[Path]) -> dict[str, Any] | None:
+    try:
+        import face_recognition as fr
+    except ImportError:
+        print("face_recognition not installed: peer skipped", file=sys.stderr)
+        return None
+    fr.face_encodings(fr.load_image_file(str(paths[0])))
+    t_dec = t_det = t_emb = 0.0
+    faces_n = 0
+    t0 = time.perf_counter()
+    for p in paths:
+        img, d = _timed(lambda p=p: fr.load_image_file(str(p)))
+        t_dec += d
+        locs, d = _timed(lambda img=img: fr.face_locations(img))
+        t_det += d
+        encs, d = _timed(lambda img=img, locs=locs: fr.face_encodings(img, locs))
+        t_emb += d
+        faces_n += len(encs)
+    total = time.perf_counter() - t0
+    return _row("face_recognition 1.3.0 (hog)", len(paths), faces_n, total, t_dec, t_det, 0.0, t_emb)
+
+
+def _row(
+    name: str, n: int, faces: int, total: float, dec: float, det: float, al: float, emb: float
+) -> dict[str, Any]:
+    return {
+        "pipeline": name,
+        "images": n,
+        "faces": faces,
+        "seconds": round(total, 3),
+        "images_per_s": n / total,
+        "ms_per_detection": 1000 * det / n,
+        "ms_per_face_embedded": 1000 * (al + emb) / max(faces, 1),
+        "share": {k: v / total for k, v in (("decode", dec), ("detect", det), ("align", al), ("embed", emb))},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", type=Path, default=shared_dir())
+    ap.add_argument("--lfw-images", type=int, default=300)
+    ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
+    a = ap.parse_args()
+    os.environ.setdefault("FACEPRINT_MODELS", str(a.shared / "models"))
+    lfw = sorted((a.shared / "data" / "lfw-dev").glob("*/*.jpg"))
+    rng = np.random.default_rng(0)
+    lfw_sample = [lfw[i] for i in sorted(rng.choice(len(lfw), min(a.lfw_images, len(lfw)), replace=False))]
+    group = sorted(p for p in (a.shared / "data" / "group").iterdir() if p.suffix in (".jpg", ".png"))
+    sets = {"lfw-dev": lfw_sample, "group": group}
+    rows: list[dict[str, Any]] = []
+    for set_name, paths in sets.items():
+        for runner in (
+            lambda p: run_faceprint("yunet", p),
+            lambda p: run_faceprint("hog", p),
+            run_face_recognition,
+        ):
+            r = runner(paths)
+            if r is not None:
+                r["set"] = set_name
+                rows.append(r)
+                print(f"{set_name}: {r['pipeline']}: {r['images_per_s']:.2f} img/s", file=sys.stderr)
+    peer = {r["set"]: r for r in rows if r["pipeline"].startswith("face_recognition")}
+    for r in rows:
+        if r["set"] in peer:
+            r["speedup_vs_face_recognition"] = r["images_per_s"] / peer[r["set"]]["images_per_s"]
+    write_json(a.json, {"rows": rows, "machine": machine()})
+    print(
+        "| set | pipeline | images | faces | images/s | ms/detection | ms/face embedded "
+        "| x face_recognition |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['set']} | {r['pipeline']} | {r['images']} | {r['faces']} | {r['images_per_s']:.2f} | "
+            f"{r['ms_per_detection']:.1f} | {r['ms_per_face_embedded']:.1f} | "
+            f"{r.get('speedup_vs_face_recognition', float('nan')):.2f} |"
+        )
+    print("\nwhere the time goes (share of end-to-end time):")
+    for r in rows:
+        s = r["share"]
+        print(f"  {r['set']:8s} {r['pipeline']:30s} " + "  ".join(f"{k} {v:5.1%}" for k, v in s.items()))
+
+
+if __name__ == "__main__":
+    main()
