@@ -136,7 +136,10 @@ CATALOG: dict[str, ModelSpec] = {
             ),
             licence="InsightFace SCRFD: non-commercial research only",
             commercial_use=False,
-            source="InsightFace model zoo (no direct official URL: place the file in FACEPRINT_MODELS)",
+            source="InsightFace release (deepinsight/insightface, detection/scrfd); no official direct "
+            "download URL: place the file in FACEPRINT_MODELS",
+            input_size=(640, 640),
+            notes="500m (fast, dynamic batch) and 2.5g (more accurate, batch 1); bnkps = with 5 keypoints",
         ),
         ModelSpec(
             name="dlib",

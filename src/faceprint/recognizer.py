@@ -7,6 +7,7 @@ embedder call. Results name the detector and embedder that produced them.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from .detection import Detector
 from .embedding import Embedder, l2_normalize, model_id
 from .errors import ModelUnavailableError, MultipleFacesError, NoFaceError
 from .io import ImageInput, load_image
-from .registry import detectors, embedders
+from .registry import Registry, detectors, embedders
 from .types import Face, Image, Verification
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,16 @@ def default_detector_name(settings: Settings | None = None) -> str:
         return "hog"
 
 
+def _create(registry: Registry[Any], name: str, options: dict[str, Any] | None, threads: int | None) -> Any:
+    """Instantiate ``name``; ``threads`` goes to components that run on onnxruntime
+    (their ``intra_op_threads`` option) and is ignored by the others (dlib, OpenCV)."""
+    cls = registry.resolve(name)
+    opts = dict(options or {})
+    if threads is not None and "intra_op_threads" in inspect.signature(cls).parameters:
+        opts.setdefault("intra_op_threads", threads)
+    return cls(**opts)
+
+
 def _label(image: ImageInput, i: int) -> str:
     return str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else f"image #{i + 1}"
 
@@ -55,7 +66,8 @@ class Recognizer:
     defaults (see :func:`default_detector_name`). ``threshold`` is a cosine similarity
     and defaults to the embedder's LFW-fitted value (its flip value with ``flip``).
     ``flip`` averages each face's vector with its mirrored crop's (test-time
-    augmentation; twice the embedding cost).
+    augmentation; twice the embedding cost). ``threads`` sets onnxruntime's intra-op
+    threads for the components that use it (0 = one per core).
     """
 
     def __init__(
@@ -66,16 +78,19 @@ class Recognizer:
         threshold: float | None = None,
         flip: bool = False,
         detector_options: dict[str, Any] | None = None,
+        embedder_options: dict[str, Any] | None = None,
+        threads: int | None = None,
         settings: Settings | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         if detector is None or isinstance(detector, str):
             name = detector or default_detector_name(self.settings)
-            self.detector: Detector = detectors.create(name, **(detector_options or {}))
+            self.detector: Detector = _create(detectors, name, detector_options, threads)
         else:
             self.detector = detector
         if embedder is None or isinstance(embedder, str):
-            self.embedder: Embedder = embedders.create(embedder or self.settings.embedder or DEFAULT_EMBEDDER)
+            name = embedder or self.settings.embedder or DEFAULT_EMBEDDER
+            self.embedder: Embedder = _create(embedders, name, embedder_options, threads)
         else:
             self.embedder = embedder
         self.flip = flip

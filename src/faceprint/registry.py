@@ -66,6 +66,7 @@ class Registry(Generic[T]):
 detectors: Registry[Any] = Registry("detector")
 detectors.register("hog", "faceprint.detection.hog:HogDetector")
 detectors.register("yunet", "faceprint.detection.yunet:YuNetDetector")
+detectors.register("scrfd", "faceprint.detection.scrfd:ScrfdDetector")
 
 embedders: Registry[Any] = Registry("embedder")
 embedders.register("dlib", "faceprint.embedding.dlib:DlibEmbedder")
