@@ -27,7 +27,7 @@ from .types import Face, Image, Verification
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EMBEDDER = "dlib"
+DEFAULT_EMBEDDER = "dlib-onnx"
 
 Progress = Callable[[int], None]
 

@@ -70,3 +70,4 @@ detectors.register("scrfd", "faceprint.detection.scrfd:ScrfdDetector")
 
 embedders: Registry[Any] = Registry("embedder")
 embedders.register("dlib", "faceprint.embedding.dlib:DlibEmbedder")
+embedders.register("dlib-onnx", "faceprint.embedding.dlib_onnx:DlibOnnxEmbedder")

@@ -30,7 +30,7 @@ def test_verify_prints_similarity_threshold_and_verdict(knn: Path) -> None:
     assert "same person" in res.stdout and "threshold" in res.stdout and "detector yunet" in res.stdout
     res = run_cli("verify", str(knn / "train/biden/biden.jpg"), str(knn / "train/obama/obama.jpg"), "--json")
     d = json.loads(res.stdout)
-    assert d["same"] is False and d["embedder"] == "dlib" and d["similarity"] < d["threshold"]
+    assert d["same"] is False and d["embedder"] == "dlib-onnx" and d["similarity"] < d["threshold"]
 
 
 def test_eval_lfw_on_a_slice(lfw: Path, tmp_path: Path) -> None:
@@ -47,6 +47,6 @@ def test_eval_lfw_on_a_slice(lfw: Path, tmp_path: Path) -> None:
     for key in ("accuracy_mean", "accuracy_std", "threshold", "pairs", "images", "no_face_images", "seconds"):
         assert key in rep
     assert rep["pairs"] == 120 and rep["protocol"] == "cv"
-    assert rep["detector"] == "yunet" and rep["embedder"] == "dlib"
+    assert rep["detector"] == "yunet" and rep["embedder"] == "dlib-onnx"
     assert rep["accuracy_mean"] >= 0.93
     assert "accuracy" in res.stdout

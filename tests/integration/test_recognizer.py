@@ -25,14 +25,16 @@ def test_default_detector_is_the_best_available(
     assert default_detector_name() == "hog"
 
 
-@pytest.mark.parametrize("detector", ["hog", "yunet"])
-def test_verify_same_and_different(knn: Path, detector: str) -> None:
-    r = Recognizer(detector=detector)
+@pytest.mark.parametrize(
+    "detector, embedder", [("hog", "dlib-onnx"), ("yunet", "dlib-onnx"), ("yunet", "dlib")]
+)
+def test_verify_same_and_different(knn: Path, detector: str, embedder: str) -> None:
+    r = Recognizer(detector=detector, embedder=embedder)
     same = r.verify(knn / "train/obama/obama.jpg", knn / "train/obama/obama2.jpg")
     diff = r.verify(knn / "train/obama/obama.jpg", knn / "train/biden/biden.jpg")
     assert same.same and not diff.same
     assert same.similarity > diff.similarity
-    assert same.detector == detector and same.embedder == "dlib"
+    assert same.detector == detector and same.embedder == embedder
     assert same.threshold == r.embedder.default_threshold
 
 
@@ -59,7 +61,7 @@ def test_embeddings_are_unit_vectors_and_batches_agree(rec: Recognizer, knn: Pat
         for a, b in zip(fs, single, strict=True):
             assert a.embedding is not None and b.embedding is not None
             assert abs(np.linalg.norm(a.embedding) - 1) < 1e-5
-            assert a.embedding_model == "dlib@resnet_v1"
+            assert a.embedding_model == "dlib-onnx@resnet_v1"
             assert np.allclose(a.embedding, b.embedding, atol=1e-5)
 
 
@@ -75,4 +77,11 @@ def test_detect_then_embed_api(rec: Recognizer, knn: Path) -> None:
 def test_flip_tta_changes_vectors_but_not_identity(knn: Path) -> None:
     r = Recognizer(detector="yunet", flip=True)
     v = r.verify(knn / "train/obama/obama.jpg", knn / "train/obama/obama2.jpg")
-    assert v.same and v.embedder == "dlib+flip"
+    assert v.same and v.embedder == "dlib-onnx+flip"
+    assert v.threshold == r.embedder.flip_threshold  # type: ignore[attr-defined]
+
+
+def test_default_embedder_is_the_onnx_port_and_threads_reach_it() -> None:
+    r = Recognizer(detector="hog", threads=1)
+    assert r.embedder.name == "dlib-onnx"
+    assert r.embedder._session.get_session_options().intra_op_num_threads == 1  # type: ignore[attr-defined]

@@ -83,3 +83,19 @@ def verify_models() -> None:
             common.out.print(f"{r.spec.name}: {p} {'ok' if ok else 'CHECKSUM MISMATCH'}")
     if bad:
         raise typer.Exit(1)
+
+
+@models_app.command("build")
+def build(
+    name: Annotated[str, typer.Argument(help="derived model to build: dlib-onnx")],
+    out: Annotated[Path | None, typer.Option(help="output file (default: the cache dir)")] = None,
+) -> None:
+    """Build a derived model file locally (dlib-onnx: dlib's ResNet converted to ONNX).
+
+    The embedder also builds it on first use; this command does it ahead of time.
+    """
+    if name != "dlib-onnx":
+        raise common.fail(f"unknown buildable model {name!r}: expected dlib-onnx")
+    from ..embedding.dlib_onnx import build_onnx
+
+    common.out.print(f"dlib-onnx: {build_onnx(out_path=out)}")

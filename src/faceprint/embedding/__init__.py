@@ -39,3 +39,10 @@ def l2_normalize(vectors: NDArray[np.floating]) -> NDArray[np.float32]:
 def model_id(embedder: Embedder) -> str:
     """``name@version``: what a stored vector records about the model that made it."""
     return f"{embedder.name}@{embedder.version}"
+
+
+def check_crops(crops: Sequence[Image], size: int, who: str) -> None:
+    """Raise ``ValueError`` unless every crop is a ``size`` x ``size`` x 3 uint8 RGB image."""
+    for c in crops:
+        if c.shape != (size, size, 3) or c.dtype != np.uint8:
+            raise ValueError(f"{who} embedder expects {size}x{size}x3 uint8 crops, got {c.shape} {c.dtype}")

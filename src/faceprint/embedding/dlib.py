@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from .. import models
 from ..alignment import AlignmentTemplate, dlib_template
 from ..types import Image
-from . import l2_normalize
+from . import check_crops, l2_normalize
 
 #: Where the ``std5`` points (viewer's left eye centre, right eye centre, nose tip, left
 #: and right mouth corner) land in dlib's 150x150 chip. Fitted by
@@ -45,6 +45,15 @@ DEFAULT_THRESHOLD = 0.906
 FLIP_THRESHOLD = 0.910
 
 
+def chip_templates() -> dict[str, AlignmentTemplate]:
+    """The templates of dlib's 150x150 chip: dlib's own 5 points (exact ``get_face_chip``)
+    and the fitted ``std5`` points, both sampled the way dlib samples."""
+    return {
+        "dlib5": dlib_template(150, 0.25),
+        "std5": AlignmentTemplate("std5", STD5_TEMPLATE_150, 150, "dlib"),
+    }
+
+
 class DlibEmbedder:
     """dlib ResNet v1 on dlib-bin. About 90 ms per face on one core, whatever the batch."""
 
@@ -58,19 +67,14 @@ class DlibEmbedder:
         import dlib
 
         self._net: Any = dlib.face_recognition_model_v1(str(models.resolve("dlib", path=model_path)))
-        self.templates: dict[str, AlignmentTemplate] = {
-            "dlib5": dlib_template(150, 0.25),
-            "std5": AlignmentTemplate("std5", STD5_TEMPLATE_150, 150, "dlib"),
-        }
+        self.templates = chip_templates()
         self._lock = threading.Lock()
 
     def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:
         """``(N, 128)`` unit vectors for 150x150 RGB uint8 chips."""
         if len(crops) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        for c in crops:
-            if c.shape != (150, 150, 3) or c.dtype != np.uint8:
-                raise ValueError(f"dlib embedder expects 150x150x3 uint8 crops, got {c.shape} {c.dtype}")
+        check_crops(crops, 150, self.name)
         batch = [np.ascontiguousarray(c) for c in crops]
         with self._lock:
             vecs = self._net.compute_face_descriptor(batch, 0)
