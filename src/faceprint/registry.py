@@ -67,6 +67,7 @@ detectors: Registry[Any] = Registry("detector")
 detectors.register("hog", "faceprint.detection.hog:HogDetector")
 detectors.register("yunet", "faceprint.detection.yunet:YuNetDetector")
 detectors.register("scrfd", "faceprint.detection.scrfd:ScrfdDetector")
+detectors.register("mtcnn", "faceprint.detection.mtcnn:MtcnnDetector")
 
 embedders: Registry[Any] = Registry("embedder")
 embedders.register("dlib", "faceprint.embedding.dlib:DlibEmbedder")
