@@ -1,5 +1,6 @@
-"""LFW dev accuracy: hog+dlib and yunet+dlib (with and without flip TTA) against
-face_recognition 1.3.0, in the same run, on the same pairs.
+"""LFW dev accuracy: hog and yunet with a dlib embedder (dlib-onnx by default, or the
+dlib-bin reference; yunet with and without flip TTA) against face_recognition 1.3.0, in
+the same run, on the same pairs.
 
 Protocol: every pipeline's threshold is fitted on pairsDevTrain (maximum accuracy) and
 applied to pairsDevTest, the held-out figure. face_recognition runs its default
@@ -7,9 +8,9 @@ pipeline (HOG upsample 1, the first encoding of each image, Euclidean distance o
 vectors) at its fixed tolerance 0.6 and with the threshold refitted the same way.
 
     pip install --no-deps face_recognition    # the peer (needs setuptools<81 for pkg_resources)
-    python bench/lfw_accuracy.py [--workers 2] [--limit N]
+    python bench/lfw_accuracy.py [--embedder dlib-onnx|dlib] [--workers 2] [--limit N]
 
-Writes bench/results/lfw_accuracy.json and prints a markdown table.
+Writes bench/results/lfw_accuracy_<embedder>.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -31,17 +32,19 @@ from faceprint.evaluation.pairs import PairsFile, central_face, read_pairs
 _W: dict[str, Any] = {}
 
 
-def _init(models_dir: str) -> None:
+def _init(models_dir: str, embedder: str) -> None:
     import os
 
     os.environ["FACEPRINT_MODELS"] = models_dir
     from faceprint.detection.hog import HogDetector
     from faceprint.detection.yunet import YuNetDetector
-    from faceprint.embedding.dlib import DlibEmbedder
+    from faceprint.registry import embedders
 
     _W["hog"] = HogDetector(upsample=1)
     _W["yunet"] = YuNetDetector()
-    _W["emb"] = DlibEmbedder()
+    opts = {"intra_op_threads": 1} if embedder == "dlib-onnx" else {}  # one worker per core
+    _W["emb"] = embedders.create(embedder, **opts)
+    _W["name"] = embedder
     try:
         import face_recognition
 
@@ -75,11 +78,12 @@ def _work(path: str) -> dict[str, Any]:
     vecs = emb.embed(crops) if crops else np.zeros((0, 128), np.float32)
     out["t_embed_per_face"] = (time.perf_counter() - t) / max(len(crops), 1)
     v = dict(zip(keys, vecs, strict=True))
-    out["hog+dlib"] = v.get("hog")
-    out["yunet+dlib"] = v.get("yunet")
+    e = _W["name"]
+    out[f"hog+{e}"] = v.get("hog")
+    out[f"yunet+{e}"] = v.get("yunet")
     if "yunet" in v:
         m = v["yunet"] + v["yunet_m"]
-        out["yunet+dlib+flip"] = m / np.linalg.norm(m)
+        out[f"yunet+{e}+flip"] = m / np.linalg.norm(m)
     fr = _W["fr"]
     if fr is not None:
         t = time.perf_counter()
@@ -107,8 +111,12 @@ def main() -> None:
     ap.add_argument("--models-dir", type=Path, default=shared_dir() / "models")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pairs of each file")
-    ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "lfw_accuracy.json")
+    ap.add_argument("--embedder", default="dlib-onnx", help="dlib-onnx (default) or dlib (the reference)")
+    ap.add_argument(
+        "--json", type=Path, default=None, help="default: bench/results/lfw_accuracy_<embedder>.json"
+    )
     a = ap.parse_args()
+    out_json = a.json or REPO / "bench" / "results" / f"lfw_accuracy_{a.embedder}.json"
     train = read_pairs(a.root / "pairsDevTrain.txt")
     test = read_pairs(a.root / "pairsDevTest.txt")
     if a.limit:
@@ -116,14 +124,14 @@ def main() -> None:
         test = PairsFile(test.path, test.pairs[: a.limit // 2] + test.pairs[-a.limit // 2 :], 1)
     paths = sorted({p for pf in (train, test) for pr in pf.pairs for p in pr.paths(a.root)})
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(a.workers, _init, (str(a.models_dir),)) as pool:
+    with mp.get_context("spawn").Pool(a.workers, _init, (str(a.models_dir), a.embedder)) as pool:
         rows = []
         for i, r in enumerate(pool.imap(_work, [str(p) for p in paths], chunksize=8)):
             rows.append(r)
             if i % 250 == 0:
                 print(f"{i}/{len(paths)} images, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     wall = time.perf_counter() - t0
-    pipelines = ["hog+dlib", "yunet+dlib", "yunet+dlib+flip"]
+    pipelines = [f"hog+{a.embedder}", f"yunet+{a.embedder}", f"yunet+{a.embedder}+flip"]
     if "face_recognition" in rows[0]:
         pipelines.append("face_recognition")
     results: dict[str, Any] = {}
@@ -156,7 +164,8 @@ def main() -> None:
         "results": results,
         "machine": machine(),
     }
-    write_json(a.json, payload)
+    payload["embedder"] = a.embedder
+    write_json(out_json, payload)
     print(
         f"LFW pairsDevTest ({len(test.pairs)} pairs), threshold fitted on pairsDevTrain "
         f"({len(train.pairs)} pairs); {len(paths)} images"

@@ -1,10 +1,11 @@
-"""End-to-end speed: faceprint (yunet+dlib, hog+dlib) against face_recognition 1.3.0,
+"""End-to-end speed: faceprint pipelines against face_recognition 1.3.0,
 in the same run, on LFW dev images and on the group photos.
 
 Per pipeline and image set it reports images per second end to end (decode, detect,
 landmarks, align, embed every face), ms per detection call (per image) and ms per face
-embedded (alignment + network), plus where the time goes. Single process, so every
-pipeline gets the same one core; ratios within a run are what to compare.
+embedded (alignment + network), plus where the time goes. One process on the whole
+machine: dlib-bin and face_recognition use one core; dlib-onnx uses onnxruntime's default
+threads (one per core) unless its row says 1 thread. Ratios within a run are what to compare.
 
     pip install --no-deps face_recognition
     python bench/pipeline.py [--lfw-images 300] [--json bench/results/pipeline.json]
@@ -32,30 +33,39 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - t
 
 
-def run_faceprint(detector: str, paths: list[Path]) -> dict[str, Any]:
+def run_faceprint(
+    detector: str, embedder: str, paths: list[Path], threads: int | None = None
+) -> dict[str, Any]:
+    """Time the pipeline stage by stage, batched the way ``Recognizer.process_batch`` is:
+    each chunk of 32 images is decoded, detected, aligned, then embedded in one call."""
     from faceprint.alignment import align_face
     from faceprint.io import load_image
     from faceprint.recognizer import Recognizer
 
-    rec = Recognizer(detector=detector, embedder="dlib")
+    rec = Recognizer(detector=detector, embedder=embedder, threads=threads)
     rec.process(paths[0])  # warm-up: model load and first-call costs are not per image
     t_dec = t_det = t_align = t_emb = 0.0
     faces_n = 0
+    tpls = rec.embedder.templates
     t0 = time.perf_counter()
-    for p in paths:
-        img, d = _timed(lambda p=p: load_image(p))
+    for start in range(0, len(paths), 32):
+        chunk = paths[start : start + 32]
+        imgs, d = _timed(lambda chunk=chunk: [load_image(p) for p in chunk])
         t_dec += d
-        faces, d = _timed(lambda img=img: rec.detector.detect(img))
+        found, d = _timed(lambda imgs=imgs: [rec.detector.detect(im) for im in imgs])
         t_det += d
         crops, d = _timed(
-            lambda img=img, faces=faces: [align_face(img, f, rec.embedder.templates) for f in faces]
+            lambda imgs=imgs, found=found: [
+                align_face(im, f, tpls) for im, fs in zip(imgs, found, strict=True) for f in fs
+            ]
         )
         t_align += d
         _, d = _timed(lambda crops=crops: rec.embed_crops(crops))
         t_emb += d
-        faces_n += len(faces)
+        faces_n += len(crops)
     total = time.perf_counter() - t0
-    return _row(f"faceprint {detector}+dlib", len(paths), faces_n, total, t_dec, t_det, t_align, t_emb)
+    label = f"faceprint {detector}+{embedder}" + (f" ({threads} thread)" if threads == 1 else "")
+    return _row(label, len(paths), faces_n, total, t_dec, t_det, t_align, t_emb)
 
 
 def run_face_recognition(paths: list[Path]) -> dict[str, Any] | None:
@@ -110,8 +120,11 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for set_name, paths in sets.items():
         for runner in (
-            lambda p: run_faceprint("yunet", p),
-            lambda p: run_faceprint("hog", p),
+            lambda p: run_faceprint("yunet", "dlib-onnx", p),
+            lambda p: run_faceprint("yunet", "dlib-onnx", p, threads=1),
+            lambda p: run_faceprint("scrfd", "dlib-onnx", p),
+            lambda p: run_faceprint("yunet", "dlib", p),
+            lambda p: run_faceprint("hog", "dlib", p),
             run_face_recognition,
         ):
             r = runner(paths)
