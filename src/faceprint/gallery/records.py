@@ -1,0 +1,130 @@
+"""Gallery data model and the storage interface every backend implements.
+
+A gallery holds *people* (a unique name plus free JSON metadata), each with one or more
+*faces*. A face keeps its L2-normalised vector, the embedder's ``name@version`` that made
+it, the source image's sha256, the box (xyxy pixels), the detection score and when it was
+added. A gallery is bound to one embedder: the first enrolment binds it, and vectors of
+another model are refused with :class:`~faceprint.errors.IncompatibleEmbeddingError`.
+
+Similarity is the cosine similarity of unit vectors everywhere (higher = more alike).
+
+Backends (:class:`Store`): SQLite (default, a file; WAL mode) and PostgreSQL + pgvector.
+Every write is one transaction, so a crash leaves the gallery as it was before the call
+or after it, never half-written; a person is either fully there or absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..types import Box
+
+#: Version of the export file format (``Gallery.export``); bumped on incompatible change.
+EXPORT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One enrolled face. ``face_id`` is a stable string id (uuid4 hex)."""
+
+    face_id: str
+    person: str
+    vector: NDArray[np.float32]
+    model: str
+    image_sha256: str | None = None
+    box: Box | None = None
+    score: float | None = None
+    added_at: str = ""  # ISO 8601 UTC
+
+    def to_dict(self, with_vector: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "face_id": self.face_id,
+            "person": self.person,
+            "model": self.model,
+            "image_sha256": self.image_sha256,
+            "box": self.box.to_dict() if self.box else None,
+            "score": self.score,
+            "added_at": self.added_at,
+        }
+        if with_vector:
+            out["vector"] = [float(v) for v in self.vector]
+        return out
+
+
+@dataclass(frozen=True)
+class Person:
+    """An enrolled identity: unique name, free metadata, number of faces."""
+
+    name: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    faces: int = 0
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "metadata": dict(self.metadata),
+            "faces": self.faces,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """All vectors of a gallery at one ``generation``: row i is face ``face_ids[i]`` of
+    person ``persons[i]``. Used to build search indexes."""
+
+    generation: int
+    face_ids: tuple[str, ...]
+    persons: tuple[str, ...]
+    vectors: NDArray[np.float32]  # (N, dim), unit rows
+
+
+class Store(Protocol):
+    """Persistence for a gallery. Implementations: ``SqliteStore``, ``PostgresStore``.
+
+    ``generation`` increases with every committed write, so an index built from a
+    :class:`Snapshot` knows when it is stale.
+    """
+
+    location: str
+
+    def model(self) -> tuple[str, int] | None:
+        """The bound embedder (``name@version``, dim), or ``None`` while empty and unbound."""
+        ...
+
+    def add_faces(
+        self, person: str, faces: Sequence[FaceRecord], metadata: Mapping[str, Any] | None = None
+    ) -> tuple[list[FaceRecord], list[FaceRecord]]:
+        """Add ``faces`` to ``person`` (created if new) in ONE transaction; binds the model
+        on first use. Returns (added, skipped): a face whose ``image_sha256`` is already
+        enrolled for that person is skipped. Raises IncompatibleEmbeddingError."""
+        ...
+
+    def remove_person(self, name: str) -> int:
+        """Delete a person and all their faces; returns the number of faces removed.
+        Raises GalleryError (unknown person)."""
+        ...
+
+    def rename_person(self, old: str, new: str) -> None: ...
+
+    def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None: ...
+
+    def people(self) -> list[Person]: ...
+
+    def person(self, name: str) -> tuple[Person, list[FaceRecord]]: ...
+
+    def snapshot(self) -> Snapshot: ...
+
+    def generation(self) -> int: ...
+
+    def get_setting(self, key: str) -> str | None: ...
+
+    def set_setting(self, key: str, value: str | None) -> None: ...
+
+    def close(self) -> None: ...
