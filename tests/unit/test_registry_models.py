@@ -156,3 +156,23 @@ def test_yunet_download_through_the_cli(
     assert res.exit_code == 0, res.output
     assert (cache / "face_detection_yunet_2023mar.onnx").is_file()
     assert "sha256 ok" in res.output
+
+
+def test_models_list_shows_every_model_with_its_licence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceprint.cli.main import app
+
+    monkeypatch.setenv("FACEPRINT_CACHE", str(tmp_path / "empty-cache"))
+    res = CliRunner().invoke(app, ["models", "list", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    assert set(rows) == set(models.CATALOG)
+    assert rows["scrfd"]["commercial_use"] is False
+    assert rows["yunet"]["commercial_use"] is True
+    assert rows["dlib-onnx"]["present"] is False  # not built in an empty cache
+    assert rows["dlib"]["present"] is True  # shipped by face_recognition_models

@@ -17,6 +17,12 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def wide_out() -> Console:
+    """A stdout console at least 160 columns wide: tables piped to a file or a pager would
+    otherwise wrap every path at 80 columns."""
+    return Console(highlight=False, width=max(out.width, 160))
+
+
 def quiet_native_logs() -> None:
     """Keep OpenCV's own warnings off the user's terminal (they are not ours to show)."""
     try:

@@ -38,17 +38,21 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     t = Table("name", "role", "status", "licence", "commercial use", "where")
     for r in rows:
         where = ", ".join(str(p) for p in r.paths if p) or (
-            r.spec.source if not r.spec.files else models.how_to_get(r.spec, r.spec.files[0])
+            models.how_to_get(r.spec, r.spec.files[0]) if r.spec.files else r.spec.source
         )
         t.add_row(
             r.spec.name,
             r.spec.role,
             "present" if r.present else "MISSING",
             r.spec.licence,
-            "yes" if r.spec.commercial_use else "NO (non-commercial only)",
+            "yes"
+            if r.spec.commercial_use
+            else (
+                "NO (non-commercial only)" if "non-commercial" in r.spec.licence else "NO (licence unclear)"
+            ),
             where,
         )
-    common.out.print(t)
+    common.wide_out().print(t)
 
 
 @models_app.command()

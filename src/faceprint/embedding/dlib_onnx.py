@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # onnx is imported lazily at run time
 
 log = logging.getLogger(__name__)
 
-ONNX_FILENAME = "dlib_face_recognition_resnet_model_v1.onnx"
+ONNX_FILENAME = str(models.CATALOG["dlib-onnx"].built_file)
 #: Bump when the graph :func:`to_onnx` writes changes, so stale caches are rebuilt.
 CONVERTER_VERSION = "1"
 INPUT_NAME, OUTPUT_NAME = "crops", "descriptors"
