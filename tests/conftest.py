@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,26 @@ def knn() -> Path:
 @pytest.fixture
 def group() -> Path:
     return need(GROUP / "solvay_conference_1927.png").parent
+
+
+def lfw_chips(n: int, minimum: int) -> list[Any]:
+    """dlib-aligned 150x150 RGB chips of the best HOG face in LFW dev images, one per
+    person spread over the alphabet; skips when LFW is missing."""
+    from faceprint.alignment import align, dlib_template
+    from faceprint.detection.hog import HogDetector
+    from faceprint.io import load_image
+
+    root = need(LFW / "pairsDevTest.txt").parent
+    det = HogDetector()
+    tpl = dlib_template()
+    people = sorted(p for p in root.iterdir() if p.is_dir())
+    crops: list[Any] = []
+    for person in people[:: max(1, len(people) // (2 * n))]:
+        img = load_image(sorted(person.glob("*.jpg"))[0])
+        faces = det.detect(img)
+        if faces and faces[0].landmarks is not None:
+            crops.append(align(img, faces[0].landmarks, tpl))
+        if len(crops) == n:
+            break
+    assert len(crops) >= minimum, f"only {len(crops)} faces found in {root}"
+    return crops

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import LFW, need
+from conftest import lfw_chips
 from faceprint import models
-from faceprint.alignment import align, dlib_template
 from faceprint.config import get_settings
 from faceprint.embedding import Embedder
 from faceprint.embedding.dlib_onnx import (
@@ -23,7 +22,6 @@ from faceprint.embedding.dlib_onnx import (
     ensure_onnx,
 )
 from faceprint.errors import ModelUnavailableError
-from faceprint.io import load_image
 from faceprint.types import Image
 
 pytest.importorskip("onnxruntime")
@@ -53,23 +51,8 @@ def onnx_embedder(dat: Path, built: Path) -> DlibOnnxEmbedder:
 
 @pytest.fixture(scope="module")
 def lfw_crops() -> list[Image]:
-    """dlib-aligned 150x150 chips of the best HOG face in LFW dev images."""
-    from faceprint.detection.hog import HogDetector
-
-    root = need(LFW / "pairsDevTest.txt").parent
-    det = HogDetector()
-    tpl = dlib_template()
-    people = sorted(p for p in root.iterdir() if p.is_dir())
-    crops: list[Image] = []
-    for person in people[:: max(1, len(people) // (2 * N_FACES))]:
-        img = load_image(sorted(person.glob("*.jpg"))[0])
-        faces = det.detect(img)
-        if faces and faces[0].landmarks is not None:
-            crops.append(align(img, faces[0].landmarks, tpl))
-        if len(crops) == N_FACES:
-            break
-    assert len(crops) >= 40, f"only {len(crops)} faces found in {root}"
-    return crops
+    """dlib-aligned 150x150 RGB chips of LFW dev faces, one per person."""
+    return lfw_chips(N_FACES, 40)
 
 
 def _props(path: Path) -> dict[str, str]:

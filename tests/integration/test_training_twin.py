@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import LFW, need
+from conftest import lfw_chips
 from faceprint import models
-from faceprint.alignment import align, dlib_template
 from faceprint.embedding.dlib_format import read_network
 from faceprint.errors import ModelUnavailableError
-from faceprint.io import load_image
 from faceprint.types import Image
 
 TRAIN = "the torch twin needs the [train] extra: pip install 'faceprint[train]'"
@@ -54,23 +52,8 @@ def twin(dat: Path) -> DlibResNet:
 
 @pytest.fixture(scope="module")
 def lfw_crops() -> list[Image]:
-    """dlib-aligned 150x150 RGB chips of the best HOG face in LFW dev images, one per person."""
-    from faceprint.detection.hog import HogDetector
-
-    root = need(LFW / "pairsDevTest.txt").parent
-    det = HogDetector()
-    tpl = dlib_template()
-    people = sorted(p for p in root.iterdir() if p.is_dir())
-    crops: list[Image] = []
-    for person in people[:: max(1, len(people) // (2 * N_FACES))]:
-        img = load_image(sorted(person.glob("*.jpg"))[0])
-        faces = det.detect(img)
-        if faces and faces[0].landmarks is not None:
-            crops.append(align(img, faces[0].landmarks, tpl))
-        if len(crops) == N_FACES:
-            break
-    assert len(crops) >= 16, f"only {len(crops)} faces found in {root}"
-    return crops
+    """dlib-aligned 150x150 RGB chips of LFW dev faces, one per person."""
+    return lfw_chips(N_FACES, 16)
 
 
 def test_unit_vectors_equal_dlib_onnx(
