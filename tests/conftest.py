@@ -33,6 +33,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
     monkeypatch.delenv("FACEPRINT_CACHE", raising=False)
     monkeypatch.delenv("FACEPRINT_DETECTOR", raising=False)
     monkeypatch.delenv("FACEPRINT_EMBEDDER", raising=False)
+    monkeypatch.delenv("FACEPRINT_GALLERY", raising=False)
     if MODELS.is_dir():
         monkeypatch.setenv("FACEPRINT_MODELS", str(MODELS))
     else:

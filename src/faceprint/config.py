@@ -10,6 +10,8 @@ model's or the library's default. Variables:
 ``FACEPRINT_MAX_PIXELS``  pixel cap for decoded images (decompression-bomb guard)
 ``FACEPRINT_DETECTOR``    default detector name (otherwise the best one available)
 ``FACEPRINT_EMBEDDER``    default embedder name
+``FACEPRINT_GALLERY``     default gallery: an SQLite file or a postgresql:// URL
+                          (default: ``$FACEPRINT_HOME/gallery.sqlite``)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     detector: str | None = None
     embedder: str | None = None
+    gallery: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +60,7 @@ class Settings:
             max_pixels=max_pixels,
             detector=e.get("FACEPRINT_DETECTOR") or None,
             embedder=e.get("FACEPRINT_EMBEDDER") or None,
+            gallery=e.get("FACEPRINT_GALLERY") or None,
         )
 
 

@@ -1,4 +1,4 @@
-"""``faceprint`` entry point: detect, verify, models, eval.
+"""``faceprint`` entry point: detect, verify, enroll, identify, lookalike, gallery, models, eval.
 
 Exit codes: 0 success, 1 error (one line on stderr, never a traceback), 2 usage error.
 """
@@ -13,17 +13,22 @@ import typer
 from ..errors import FaceprintError
 from . import common
 from .evaluate import eval_app
+from .gallery import enroll, gallery_app, identify, lookalike
 from .models import models_app
 
 app = typer.Typer(
     name="faceprint",
-    help="Offline face detection, verification and evaluation.",
+    help="Offline face detection, verification, identification and evaluation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
+app.add_typer(gallery_app, name="gallery")
+app.command()(enroll)
+app.command()(identify)
+app.command()(lookalike)
 
 DetectorOpt = Annotated[
     str | None,
@@ -50,9 +55,13 @@ def detect(
 ) -> None:
     """Find faces: boxes (xyxy pixels), scores and 5 landmarks per image."""
     from ..io import load_image
-    from ..recognizer import Recognizer
+    from ..recognizer import Recognizer, default_detector_name
 
-    opts = {"upsample": upsample} if upsample is not None else None
+    opts = None
+    if upsample is not None:
+        if (detector or default_detector_name()) != "hog":
+            raise common.fail("--upsample applies to the hog detector only (add --detector hog)")
+        opts = {"upsample": upsample}
     rec = Recognizer(detector=detector, detector_options=opts)
     if draw is not None:
         draw.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,265 @@
+"""``faceprint enroll | identify | lookalike`` and ``faceprint gallery ...``.
+
+Every command takes ``--gallery PATH|postgresql://...`` (default: ``FACEPRINT_GALLERY``,
+else ``$FACEPRINT_HOME/gallery.sqlite``). Results go to stdout (a table, or ``--json``:
+the dicts of :mod:`faceprint.gallery.gallery`), progress bars and refusals to stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from . import common
+
+if TYPE_CHECKING:
+    from ..gallery.gallery import Gallery
+
+gallery_app = typer.Typer(help="List, inspect, rename, remove, export and import enrolled people.")
+
+GalleryOpt = Annotated[
+    str | None,
+    typer.Option("--gallery", "-g", help="SQLite file or postgresql:// URL (default: FACEPRINT_GALLERY)"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+DetectorOpt = Annotated[str | None, typer.Option("--detector", "-d", help="detector name")]
+EmbedderOpt = Annotated[str | None, typer.Option("--embedder", "-e", help="embedder name")]
+
+
+def _open(location: str | None, detector: str | None = None, embedder: str | None = None) -> Gallery:
+    from ..gallery import open_gallery
+
+    rec = None
+    if detector is not None or embedder is not None:
+        from ..recognizer import Recognizer
+
+        rec = Recognizer(detector=detector, embedder=embedder)
+    return open_gallery(location, rec)
+
+
+def _face_choice(face: str) -> str | int:
+    if face in ("single", "largest"):
+        return face
+    try:
+        return int(face)
+    except ValueError:
+        raise common.fail(f"--face expects 'single', 'largest' or a face index, got {face!r}") from None
+
+
+def _meta(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            raise common.fail(f"--meta expects KEY=VALUE, got {p!r}")
+        out[key] = value
+    return out
+
+
+def _box(b: dict[str, float]) -> str:
+    return f"({b['x1']:.0f}, {b['y1']:.0f}, {b['x2']:.0f}, {b['y2']:.0f})"
+
+
+def enroll(
+    name: Annotated[str | None, typer.Argument(help="the person's name")] = None,
+    images: Annotated[list[Path] | None, typer.Argument(help="photos of that person")] = None,
+    from_dir: Annotated[
+        Path | None, typer.Option(help="enrol DIR/<name>/*.jpg, one folder per person")
+    ] = None,
+    face: Annotated[str, typer.Option(help="single (refuse several faces), largest, or an index")] = "single",
+    meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE metadata (repeatable)")] = None,
+    gallery: GalleryOpt = None,
+    detector: DetectorOpt = None,
+    embedder: EmbedderOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enrol a person from one or more photos (or a folder per person with --from-dir)."""
+    choice = _face_choice(face)
+    if from_dir is not None and (name or images):
+        raise common.fail("give either NAME IMAGES... or --from-dir DIR, not both")
+    if from_dir is None and (not name or not images):
+        raise common.fail("expected NAME and at least one image (or --from-dir DIR)")
+    g = _open(gallery, detector, embedder)
+    with g:
+        if from_dir is not None:
+            n = sum(1 for d in from_dir.glob("*/*") if d.is_file()) if from_dir.is_dir() else 0
+            with common.progress_bar("enrolling", n, n > 3) as adv:
+                reports = g.enroll_dir(from_dir, face=choice, progress=adv)
+        else:
+            assert name is not None and images is not None
+            with common.progress_bar(f"enrolling {name}", len(images), len(images) > 3) as adv:
+                reports = [
+                    g.enroll(name, list(images), face=choice, metadata=_meta(meta or []), progress=adv)
+                ]
+    if as_json:
+        common.print_json({"gallery": g.store.location, "reports": [r.to_dict() for r in reports]})
+    else:
+        for r in reports:
+            for ref in r.refused:
+                common.err.print(f"refused: {ref.image}: {ref.reason}", markup=False)
+            for d in r.duplicates:
+                common.err.print(f"skipped: {d.image}: {d.reason}", markup=False)
+            common.out.print(
+                f"{r.person}: {len(r.added)} face(s) added, {len(r.duplicates)} already enrolled, "
+                f"{len(r.refused)} refused",
+                markup=False,
+            )
+    if not any(r.ok for r in reports):
+        raise common.fail(f"nothing enrolled: all {sum(len(r.refused) for r in reports)} image(s) refused")
+
+
+def identify(
+    images: Annotated[list[Path], typer.Argument(help="photos to identify")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="candidates listed per face")] = 1,
+    threshold: Annotated[float | None, typer.Option(help="cosine similarity threshold")] = None,
+    gallery: GalleryOpt = None,
+    detector: DetectorOpt = None,
+    embedder: EmbedderOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Name every face in every image, or 'unknown' below the threshold."""
+    with _open(gallery, detector, embedder) as g:
+        with common.progress_bar("identifying", len(images), len(images) > 3) as adv:
+            res = g.identify(list(images), top_k=top_k, threshold=threshold, progress=adv)
+        loc = g.store.location
+    op = res.operating_point
+    if op.people == 0:
+        common.err.print(f"note: gallery {loc} has nobody enrolled: every face is unknown", markup=False)
+    if as_json:
+        common.print_json({"gallery": loc, **res.to_dict()})
+        return
+    common.out.print(
+        f"threshold {op.threshold:.4f} ({op.source}; {op.people} people, model {op.model}"
+        + (f", stranger false-alarm rate {op.far:g}" if op.far is not None else "")
+        + ")",
+        markup=False,
+    )
+    for image, recs in zip(res.images, res, strict=True):
+        common.out.print(f"{image}: {len(recs)} face(s)", markup=False)
+        for i, r in enumerate(recs):
+            sims = ", ".join(f"{m.identity} {m.similarity:.4f}" for m in r.matches) or "gallery is empty"
+            common.out.print(f"  #{i} {r.label}  box={_box(r.face.box.to_dict())}  [{sims}]", markup=False)
+
+
+def lookalike(
+    image: Annotated[Path, typer.Argument(help="a photo (its largest face is used)")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="people listed")] = 5,
+    gallery: GalleryOpt = None,
+    detector: DetectorOpt = None,
+    embedder: EmbedderOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The enrolled people who look most like the face in IMAGE, whatever the threshold."""
+    from ..gallery.gallery import recognition_dict
+
+    with _open(gallery, detector, embedder) as g:
+        r = g.lookalike(image, top_k=top_k)
+    if as_json:
+        common.print_json({"image": str(image), **recognition_dict(r)})
+        return
+    common.out.print(f"{image}: face box={_box(r.face.box.to_dict())}", markup=False)
+    for rank, m in enumerate(r.matches, start=1):
+        common.out.print(f"  {rank}. {m.identity}  {m.similarity:.4f}", markup=False)
+
+
+@gallery_app.command("list")
+def list_people(gallery: GalleryOpt = None, as_json: JsonOpt = False) -> None:
+    """Every enrolled person with their number of faces."""
+    with _open(gallery) as g:
+        people, bound = g.people(), g.store.model()
+    if as_json:
+        common.print_json({"model": bound[0] if bound else None, "people": [p.to_dict() for p in people]})
+        return
+    for p in people:
+        common.out.print(f"{p.name}\t{p.faces} face(s)", markup=False)
+    common.err.print(f"{len(people)} people, {sum(p.faces for p in people)} faces", markup=False)
+
+
+@gallery_app.command()
+def show(
+    name: Annotated[str, typer.Argument()], gallery: GalleryOpt = None, as_json: JsonOpt = False
+) -> None:
+    """One person: metadata and faces (image sha256, box, score, when added)."""
+    with _open(gallery) as g:
+        person, faces = g.person(name)
+    if as_json:
+        common.print_json({**person.to_dict(), "face_records": [f.to_dict() for f in faces]})
+        return
+    common.out.print(f"{person.name}: {person.faces} face(s), created {person.created_at}", markup=False)
+    for k, v in person.metadata.items():
+        common.out.print(f"  {k} = {v}", markup=False)
+    for f in faces:
+        box = _box(f.box.to_dict()) if f.box else "-"
+        sha = (f.image_sha256 or "-")[:12]
+        common.out.print(f"  {f.face_id}  sha256 {sha}  box={box}  {f.model}  {f.added_at}", markup=False)
+
+
+@gallery_app.command()
+def rename(
+    old: Annotated[str, typer.Argument()], new: Annotated[str, typer.Argument()], gallery: GalleryOpt = None
+) -> None:
+    """Rename a person."""
+    with _open(gallery) as g:
+        g.rename(old, new)
+    common.out.print(f"renamed {old} to {new}", markup=False)
+
+
+@gallery_app.command()
+def remove(name: Annotated[str, typer.Argument()], gallery: GalleryOpt = None) -> None:
+    """Delete a person and every vector of theirs."""
+    with _open(gallery) as g:
+        n = g.remove(name)
+    common.out.print(f"removed {name} ({n} face(s))", markup=False)
+
+
+@gallery_app.command("export")
+def export_(
+    file: Annotated[Path, typer.Argument(help="JSON-lines file to write")], gallery: GalleryOpt = None
+) -> None:
+    """Write the whole gallery, vectors included, to a versioned JSON-lines file."""
+    with _open(gallery) as g:
+        n = g.export(file)
+        people = len(g.people())
+    common.out.print(f"exported {people} people, {n} faces to {file}", markup=False)
+
+
+@gallery_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="a file written by 'gallery export'")],
+    gallery: GalleryOpt = None,
+) -> None:
+    """Add the people of an export file (faces already enrolled are skipped)."""
+    with _open(gallery) as g:
+        added, skipped = g.import_(file)
+    common.out.print(f"imported {added} face(s), {skipped} already present", markup=False)
+
+
+@gallery_app.command()
+def threshold(
+    value: Annotated[float | None, typer.Argument(help="store this threshold (cosine similarity)")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="drop the stored threshold")] = False,
+    far: Annotated[float | None, typer.Option(help="store the target stranger false-alarm rate")] = None,
+    gallery: GalleryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the operating point; store a fixed threshold or a target false-alarm rate."""
+    if clear and value is not None:
+        raise common.fail("give a VALUE or --clear, not both")
+    with _open(gallery) as g:
+        if clear:
+            g.set_threshold(None)
+        elif value is not None:
+            g.set_threshold(value)
+        if far is not None:
+            g.set_far(far)
+        op = g.operating_point()
+    if as_json:
+        common.print_json(op.to_dict())
+        return
+    extra: list[Any] = [f"far {op.far:g}"] if op.far is not None else []
+    detail = ", ".join([op.source, f"{op.people} people", *extra])
+    common.out.print(f"threshold {op.threshold:.4f} ({detail})", markup=False)
+    if op.note:
+        common.err.print(f"note: {op.note}", markup=False)

@@ -1,0 +1,662 @@
+"""``Gallery``: enrol people, identify faces (1:N, open set), find lookalikes.
+
+A gallery couples a :class:`~.records.Store` (persistence, source of truth) with a
+:class:`~faceprint.recognizer.Recognizer` (detect -> align -> embed). Conventions:
+
+* similarities are cosine similarities of unit vectors (higher = more alike);
+* a face in an enrolment photo is chosen by ``face``: ``"single"`` (the photo must hold
+  exactly one face), ``"largest"`` or an index into the detector's faces (the ``#i`` that
+  ``faceprint detect`` prints). Refusals are reported, never raised, so one bad photo does
+  not stop a batch; all faces of one ``enroll`` call are committed in ONE transaction;
+* the same image (by sha256 of its bytes) enrolled twice for one person is a no-op;
+* people are ranked by :func:`~.scoring.person_scores` over candidate faces; the threshold
+  is the per-call argument, else the one stored with the gallery, else the open-set
+  threshold for the gallery's current number of people at the target stranger
+  false-alarm rate (stored ``far`` or 1%), derived again at every call;
+* the gallery is bound to the embedder of its first enrolment: vectors of another model
+  raise :class:`~faceprint.errors.IncompatibleEmbeddingError`.
+
+Candidate faces come from the store's own ``search_faces`` when it has one (PostgreSQL +
+pgvector), else from an index over ``store.snapshot()`` (exact, or HNSW persisted at the
+store's ``index_path``), rebuilt when the store's generation moves.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import FaceprintError, GalleryError, IncompatibleEmbeddingError, NoFaceError
+from ..types import UNKNOWN, Box, Face, Match, Recognition
+from .records import EXPORT_FORMAT_VERSION, FaceRecord, Person, Snapshot, Store
+from .scoring import DEFAULT_FAR, open_set_threshold, person_scores
+
+if TYPE_CHECKING:
+    from ..io import ImageInput
+    from ..recognizer import Recognizer
+
+Progress = Callable[[int], None]
+FaceChoice = str | int
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: Images detected and embedded together during an enrolment (bounds memory).
+CHUNK = 16
+
+
+@dataclass(frozen=True)
+class EnrolledFace:
+    image: str
+    face_id: str
+    box: Box
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": self.image, "face_id": self.face_id, "box": self.box.to_dict(), "score": self.score}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An image that added nothing, and why (``duplicate`` when already enrolled)."""
+
+    image: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"image": self.image, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class EnrollReport:
+    person: str
+    model: str
+    added: tuple[EnrolledFace, ...]
+    duplicates: tuple[Refusal, ...]
+    refused: tuple[Refusal, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Something was added, or everything was already there."""
+        return bool(self.added or self.duplicates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "person": self.person,
+            "model": self.model,
+            "added": [a.to_dict() for a in self.added],
+            "duplicates": [d.to_dict() for d in self.duplicates],
+            "refused": [r.to_dict() for r in self.refused],
+        }
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The threshold an identification used and where it came from: ``"argument"``,
+    ``"gallery"`` (stored), ``"open-set"`` (target ``far`` for ``people`` people) or
+    ``"embedder default"`` (no impostor distribution for the model; ``note`` says why)."""
+
+    threshold: float
+    source: str
+    model: str
+    people: int
+    far: float | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "source": self.source,
+            "model": self.model,
+            "people": self.people,
+            "far": self.far,
+            "note": self.note,
+        }
+
+
+def _face_dict(face: Face) -> dict[str, Any]:
+    return replace(face, embedding=None).to_dict()
+
+
+def recognition_dict(r: Recognition) -> dict[str, Any]:
+    """``Recognition.to_dict()`` without the 128 floats of the probe's embedding."""
+    return {**r.to_dict(), "face": _face_dict(r.face)}
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Per image (in input order), one :class:`Recognition` per face; indexable like a
+    list of lists. ``operating_point`` is the threshold used for every face."""
+
+    images: tuple[str, ...]
+    results: tuple[tuple[Recognition, ...], ...]
+    operating_point: OperatingPoint
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i: int) -> tuple[Recognition, ...]:
+        return self.results[i]
+
+    def __iter__(self) -> Iterator[tuple[Recognition, ...]]:
+        return iter(self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "operating_point": self.operating_point.to_dict(),
+            "images": [
+                {"image": im, "faces": [recognition_dict(r) for r in rs]}
+                for im, rs in zip(self.images, self.results, strict=True)
+            ],
+        }
+
+
+def check_name(name: str) -> str:
+    """A person's name: any unicode (slashes and quotes included), not blank, no control
+    characters, and not the reserved label ``"unknown"``."""
+    if not isinstance(name, str) or not name.strip():
+        raise GalleryError(f"a person's name must be a non-blank string, got {name!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise GalleryError(f"a person's name cannot hold control characters (newlines, tabs): {name!r}")
+    if name.strip().lower() == UNKNOWN:
+        raise GalleryError(f"{name!r} is reserved: identify labels faces nobody matches with it")
+    return name
+
+
+def _source(image: ImageInput, i: int) -> tuple[str, ImageInput, str]:
+    """(label, what to decode, sha256 of the bytes; of dtype+shape+pixels for arrays)."""
+    if isinstance(image, np.ndarray):
+        h = hashlib.sha256(f"{image.dtype}{image.shape}".encode())
+        h.update(np.ascontiguousarray(image).tobytes())
+        return f"array #{i + 1}", image, h.hexdigest()
+    if isinstance(image, bytes | bytearray | memoryview):
+        data = bytes(image)
+        return f"bytes #{i + 1}", data, hashlib.sha256(data).hexdigest()
+    path = Path(image)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        from ..errors import InvalidImageError
+
+        raise InvalidImageError(f"{path}: cannot read ({exc.strerror})") from None
+    return str(path), data, hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class _Pending:
+    """One person's enrolment before its transaction: what to add, what was refused."""
+
+    records: list[FaceRecord] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # face_id -> image label
+    dups: list[Refusal] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    known: set[str] | None = None  # sha256 of the images already enrolled for the person
+
+
+def _as_list(images: Sequence[ImageInput] | ImageInput) -> list[ImageInput]:
+    """``images`` as a list; one path, bytes or array alone is a list of one (a bare
+    string would otherwise be iterated character by character)."""
+    if isinstance(images, str | os.PathLike | bytes | bytearray | memoryview | np.ndarray):
+        return [images]
+    return list(images)
+
+
+def _choose(faces: list[Face], face: FaceChoice) -> Face | str:
+    """The face to enrol, or the reason for refusing the image."""
+    if not faces:
+        return "no face found"
+    if face == "largest":
+        return max(faces, key=lambda f: f.box.area)
+    if isinstance(face, int) and not isinstance(face, bool):
+        if 0 <= face < len(faces):
+            return faces[face]
+        return f"face index {face} asked for, but {len(faces)} face(s) found (indexes 0-{len(faces) - 1})"
+    if len(faces) > 1:
+        return (
+            f"{len(faces)} faces found, expected one; pick one with face='largest' "
+            "(--face largest) or an index"
+        )
+    return faces[0]
+
+
+class Gallery:
+    """Enrol, identify and search people in ``store`` with ``recognizer`` (created on
+    first use when ``None``, so listing a gallery loads no model)."""
+
+    def __init__(self, store: Store, recognizer: Recognizer | None = None) -> None:
+        self.store = store
+        self._recognizer = recognizer
+        self._index: tuple[int, Snapshot, Any] | None = None
+
+    @property
+    def recognizer(self) -> Recognizer:
+        if self._recognizer is None:
+            from ..recognizer import Recognizer
+
+            self._recognizer = Recognizer()
+        return self._recognizer
+
+    @property
+    def model(self) -> str:
+        """``name@version`` of the recognizer's vectors (``+flip`` with flip averaging)."""
+        from ..embedding import model_id
+
+        r = self.recognizer
+        return model_id(r.embedder) + ("+flip" if r.flip else "")
+
+    def _check_model(self) -> tuple[str, int] | None:
+        bound = self.store.model()
+        if bound is not None and bound != (self.model, self.recognizer.embedder.dim):
+            raise IncompatibleEmbeddingError(
+                f"gallery {self.store.location} holds {bound[1]}-D vectors of {bound[0]}; this recognizer "
+                f"makes {self.recognizer.embedder.dim}-D vectors of {self.model} (use --embedder "
+                f"{bound[0].split('@')[0]}, or another gallery)"
+            )
+        return bound
+
+    # -- enrolment ------------------------------------------------------------------------
+    def enroll(
+        self,
+        name: str,
+        images: Sequence[ImageInput],
+        face: FaceChoice = "single",
+        metadata: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> EnrollReport:
+        """Add the face of each image to ``name`` (created when new); see the module doc."""
+        check_name(name)
+        self._check_model()
+        ((_, pending),) = self._extract([(name, _as_list(images))], face, progress)
+        return self._commit(name, pending, metadata)
+
+    def enroll_dir(
+        self, root: str | Path, face: FaceChoice = "single", progress: Progress | None = None
+    ) -> list[EnrollReport]:
+        """Enrol ``root/<name>/<images>``: one transaction per person, while detection and
+        embedding run in batches that span people (LFW-like folders hold 1-2 photos)."""
+        base = Path(root)
+        if not base.is_dir():
+            raise GalleryError(f"expected a directory of person folders (DIR/<name>/*.jpg), found {base}")
+        folders = sorted(p for p in base.iterdir() if p.is_dir())
+        plan: list[tuple[str, list[Path]]] = [
+            (d.name, sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)) for d in folders
+        ]
+        plan = [(n, fs) for n, fs in plan if fs]
+        if not plan:
+            raise GalleryError(
+                f"{base}: expected one folder of images per person (DIR/<name>/*.jpg), found none"
+            )
+        for n, _ in plan:
+            check_name(n)
+        self._check_model()
+        return [self._commit(n, p, None) for n, p in self._extract(plan, face, progress)]
+
+    def _extract(
+        self, plan: Sequence[tuple[str, Sequence[ImageInput]]], face: FaceChoice, progress: Progress | None
+    ) -> Iterator[tuple[str, _Pending]]:
+        """Detect, choose and embed the faces of every person of ``plan``, CHUNK images at
+        a time across people; yields each person as soon as all their images are done."""
+        from ..io import load_image
+        from ..types import Image
+
+        if face not in ("single", "largest") and (isinstance(face, bool) or not isinstance(face, int)):
+            raise GalleryError(f"face must be 'single', 'largest' or an index, got {face!r}")
+        rec, model = self.recognizer, self.model
+        flat = [(pi, i, im) for pi, (_, ims) in enumerate(plan) for i, im in enumerate(ims)]
+        last = np.cumsum([len(ims) for _, ims in plan]) - 1  # flat index of each person's last image
+        pending = [_Pending() for _ in plan]
+        done = 0
+        for start in range(0, len(flat) + 1, CHUNK):
+            part: list[tuple[int, str, Image, str]] = []
+            for pi, i, image in flat[start : start + CHUNK]:
+                name, p = plan[pi][0], pending[pi]
+                if p.known is None:
+                    p.known = self._known_images(name)
+                try:
+                    label, data, sha = _source(image, i)
+                    if sha in p.known:
+                        p.dups.append(Refusal(label, f"already enrolled for {name!r} (sha256 {sha[:12]})"))
+                        continue
+                    p.known.add(sha)
+                    part.append((pi, label, load_image(data), sha))
+                except FaceprintError as exc:
+                    where = f"image #{i + 1}" if isinstance(image, np.ndarray | bytes) else str(image)
+                    p.refused.append(Refusal(where, str(exc).removeprefix("image bytes: ")))
+            chosen: list[tuple[int, str, Image, str, Face]] = []
+            for pi, label, img, sha in part:
+                pick = _choose(rec.detector.detect(img), face)
+                if isinstance(pick, str):
+                    pending[pi].refused.append(Refusal(label, pick))
+                else:
+                    chosen.append((pi, label, img, sha, pick))
+            embedded = rec.embed_batch([c[2] for c in chosen], [[c[4]] for c in chosen])
+            for (pi, label, _, sha, _), (f,) in zip(chosen, embedded, strict=True):
+                assert f.embedding is not None
+                fid = uuid.uuid4().hex
+                pending[pi].records.append(
+                    FaceRecord(fid, plan[pi][0], f.embedding, model, sha, f.box, f.score)
+                )
+                pending[pi].labels[fid] = label
+            end = start + CHUNK
+            while done < len(plan) and last[done] < end:
+                yield plan[done][0], pending[done]
+                done += 1
+            if progress is not None and start < len(flat):
+                progress(min(CHUNK, len(flat) - start))
+
+    def _known_images(self, name: str) -> set[str]:
+        try:
+            return {f.image_sha256 for f in self.store.person(name)[1] if f.image_sha256}
+        except GalleryError:  # a new person
+            return set()
+
+    def _commit(self, name: str, p: _Pending, metadata: Mapping[str, Any] | None) -> EnrollReport:
+        """One transaction for all of ``name``'s new faces."""
+        added, skipped = self.store.add_faces(name, p.records, metadata) if p.records else ([], [])
+        dups = p.dups + [Refusal(p.labels[s.face_id], f"already enrolled for {name!r}") for s in skipped]
+        return EnrollReport(
+            person=name,
+            model=self.model,
+            added=tuple(
+                EnrolledFace(p.labels[a.face_id], a.face_id, a.box or Box(0, 0, 0, 0), float(a.score or 0))
+                for a in added
+            ),
+            duplicates=tuple(dups),
+            refused=tuple(p.refused),
+        )
+
+    # -- search -----------------------------------------------------------------------
+    def operating_point(self, threshold: float | None = None) -> OperatingPoint:
+        """The threshold ``identify`` uses now, and where it comes from (module doc)."""
+        bound = self.store.model()
+        model = bound[0] if bound else self.model
+        people = self._count_people()
+        if threshold is not None:
+            return OperatingPoint(float(threshold), "argument", model, people)
+        stored = self.store.get_setting("threshold")
+        if stored is not None:
+            return OperatingPoint(float(stored), "gallery", model, people)
+        far = float(self.store.get_setting("far") or DEFAULT_FAR)
+        try:
+            return OperatingPoint(open_set_threshold(model, people, far), "open-set", model, people, far)
+        except GalleryError as exc:
+            return OperatingPoint(
+                self._default_threshold(model), "embedder default", model, people, None, str(exc)
+            )
+
+    def _default_threshold(self, model: str) -> float:
+        """The recognizer's 1:1 threshold; without a recognizer yet, the class default of
+        the bound model's embedder (so listing or configuring loads no model)."""
+        if self._recognizer is not None:
+            return self._recognizer.threshold
+        from ..registry import embedders
+
+        name = model.split("@")[0]
+        try:
+            cls = embedders.resolve(name)
+        except FaceprintError:
+            return self.recognizer.threshold
+        attr = "flip_threshold" if model.endswith("+flip") else "default_threshold"
+        return float(getattr(cls, attr, cls.default_threshold))
+
+    def _count_people(self) -> int:
+        count = getattr(self.store, "count_people", None)
+        return int(count()) if callable(count) else len(self.store.people())
+
+    def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
+        """The ``k`` most similar enrolled faces of each query: (face_id, person, similarity)."""
+        own = getattr(self.store, "search_faces", None)
+        if callable(own):
+            result: list[list[tuple[str, str, float]]] = own(queries, k)
+            return result
+        gen = self.store.generation()
+        if self._index is None or self._index[0] != gen:
+            from .index import open_index
+
+            snap = self.store.snapshot()
+            path = getattr(self.store, "index_path", None)
+            self._index = (snap.generation, snap, open_index(snap, path) if snap.face_ids else None)
+        _, snap, index = self._index
+        if index is None:
+            return [[] for _ in range(len(queries))]
+        sims, rows = index.search(queries, k)
+        return [
+            [(snap.face_ids[r], snap.persons[r], float(s)) for s, r in zip(srow, rrow, strict=True) if r >= 0]
+            for srow, rrow in zip(sims, rows, strict=True)
+        ]
+
+    def _rank(self, faces: Sequence[Face], top_k: int) -> list[tuple[Match, ...]]:
+        """The ``top_k`` best people of each face, by person-level score.
+
+        ``10 * top_k`` (at least 50) candidate faces usually hold ``top_k`` people; when a
+        query's candidates fill the whole ``k`` yet name fewer people (people with many
+        faces), the search is repeated with a larger ``k``, up to every face.
+        """
+        if not faces:
+            return []
+        queries = np.stack([np.asarray(f.embedding, dtype=np.float32) for f in faces])
+        k = max(50, 10 * top_k)
+        while True:
+            cands = self.search_faces(queries, k)
+            short = any(len(c) == k and len({p for _, p, _ in c}) < top_k for c in cands)
+            if not short:
+                break
+            k *= 4
+        out: list[tuple[Match, ...]] = []
+        for cand in cands:
+            best_face: dict[str, str] = {}
+            for fid, person, _ in cand:  # candidates are best first: keep each person's best
+                best_face.setdefault(person, fid)
+            scores = person_scores(np.array([c[2] for c in cand], np.float32), [c[1] for c in cand])
+            out.append(tuple(Match(p, s, best_face[p]) for p, s in scores[:top_k]))
+        return out
+
+    def identify(
+        self,
+        images: Sequence[ImageInput],
+        top_k: int = 1,
+        threshold: float | None = None,
+        progress: Progress | None = None,
+    ) -> Identification:
+        """Name every face of every image, or ``"unknown"`` below the threshold."""
+        if top_k < 1:
+            raise GalleryError(f"top_k must be at least 1, got {top_k}")
+        self._check_model()
+        op = self.operating_point(threshold)
+        images = _as_list(images)
+        per_image = self.recognizer.process_batch(images, progress=progress)
+        flat = [f for fs in per_image for f in fs]
+        ranked = iter(self._rank(flat, top_k))
+        results = tuple(tuple(Recognition(f, next(ranked), op.threshold) for f in fs) for fs in per_image)
+        labels = tuple(str(im) if not isinstance(im, np.ndarray | bytes) else f"image #{i + 1}"
+                       for i, im in enumerate(images))  # fmt: skip
+        return Identification(labels, results, op)
+
+    def lookalike(self, image: ImageInput, top_k: int = 5) -> Recognition:
+        """The ``top_k`` nearest enrolled *people* to the largest face of ``image``,
+        whatever the threshold (``Recognition.threshold`` is the operating point's)."""
+        self._check_model()
+        faces = self.recognizer.process(image)
+        if not faces:
+            raise NoFaceError(
+                f"{image if isinstance(image, str | Path) else 'image'}: expected a face, found none"
+            )
+        probe = max(faces, key=lambda f: f.box.area)
+        (matches,) = self._rank([probe], top_k)
+        return Recognition(probe, matches, self.operating_point().threshold)
+
+    # -- management -------------------------------------------------------------------
+    def people(self) -> list[Person]:
+        return self.store.people()
+
+    def person(self, name: str) -> tuple[Person, list[FaceRecord]]:
+        return self.store.person(name)
+
+    def remove(self, name: str) -> int:
+        """Delete ``name`` and every vector of theirs; returns the number of faces removed."""
+        return self.store.remove_person(name)
+
+    def rename(self, old: str, new: str) -> None:
+        self.store.rename_person(old, check_name(new))
+
+    def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        self.store.set_metadata(name, metadata)
+
+    def set_threshold(self, value: float | None) -> None:
+        """Store a fixed threshold with the gallery (``None``: back to the open-set one)."""
+        if value is not None and not -1.0 <= value <= 1.0:
+            raise GalleryError(f"a threshold is a cosine similarity in [-1, 1], got {value}")
+        self.store.set_setting("threshold", None if value is None else repr(float(value)))
+
+    def set_far(self, value: float | None) -> None:
+        """Store the target stranger false-alarm rate of the open-set threshold."""
+        if value is not None and not 0.0 < value < 1.0:
+            raise GalleryError(f"a false-alarm rate is in (0, 1), got {value}")
+        self.store.set_setting("far", None if value is None else repr(float(value)))
+
+    def export(self, path: str | Path) -> int:
+        """Write the whole gallery to ``path`` (see :data:`EXPORT_DOC`); returns faces written."""
+        return export_store(self.store, Path(path))
+
+    def import_(self, path: str | Path) -> tuple[int, int]:
+        """Add the people of an export file; returns (faces added, faces skipped)."""
+        return import_store(self.store, Path(path))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- export / import ------------------------------------------------------------------------
+EXPORT_DOC = """faceprint gallery export, JSON lines (UTF-8), one JSON object per line:
+
+line 1, the header: {"format": "faceprint-gallery", "format_version": 1, "model": "name@version"
+  or null, "dim": int or null, "people": int, "faces": int, "settings": {key: value},
+  "exported_at": ISO 8601 UTC}
+then one line per person: {"name": str, "metadata": {...}, "created_at": str, "faces": [
+  {"face_id": str, "model": str, "image_sha256": str or null, "box": {"x1","y1","x2","y2"} or
+  null, "score": float or null, "added_at": str, "vector": base64 of the little-endian float32
+  bytes}]}
+
+Vectors are stored as their exact bytes, so an export/import round trip is bit-exact.
+A reader refuses a format_version above the one it knows."""
+
+
+def _face_line(f: FaceRecord) -> dict[str, Any]:
+    out = f.to_dict()
+    out.pop("person")
+    out["vector"] = base64.b64encode(np.asarray(f.vector, dtype="<f4").tobytes()).decode("ascii")
+    return out
+
+
+def export_store(store: Store, path: Path) -> int:
+    """Write ``store`` to ``path`` atomically (temp file + rename); see :data:`EXPORT_DOC`."""
+    bound = store.model()
+    people = store.people()
+    settings = {k: v for k in ("threshold", "far") if (v := store.get_setting(k)) is not None}
+    lines = []
+    n_faces = 0
+    for p in people:
+        person, faces = store.person(p.name)
+        n_faces += len(faces)
+        body = {"name": person.name, "metadata": dict(person.metadata), "created_at": person.created_at}
+        lines.append(json.dumps({**body, "faces": [_face_line(f) for f in faces]}, ensure_ascii=False))
+    header = {
+        "format": "faceprint-gallery",
+        "format_version": EXPORT_FORMAT_VERSION,
+        "model": bound[0] if bound else None,
+        "dim": bound[1] if bound else None,
+        "people": len(people),
+        "faces": n_faces,
+        "settings": settings,
+        "exported_at": _now(),
+    }
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(header, ensure_ascii=False) + "\n")
+            fh.writelines(line + "\n" for line in lines)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise GalleryError(f"cannot write gallery export {path}: {exc.strerror or exc}") from None
+    return n_faces
+
+
+def _now() -> str:
+    from .sqlite import now_iso
+
+    return now_iso()
+
+
+def _read_face(d: dict[str, Any], person: str, dim: int) -> FaceRecord:
+    vec = np.frombuffer(base64.b64decode(d["vector"], validate=True), dtype="<f4").astype(np.float32)
+    if vec.shape != (dim,):
+        raise ValueError(f"face {d.get('face_id')}: expected a {dim}-D vector, found {vec.shape[0]}-D")
+    b = d.get("box")
+    box = Box(float(b["x1"]), float(b["y1"]), float(b["x2"]), float(b["y2"])) if b else None
+    score = None if d.get("score") is None else float(d["score"])
+    return FaceRecord(str(d["face_id"]), person, vec, str(d["model"]), d.get("image_sha256"), box, score,
+                      str(d.get("added_at") or ""))  # fmt: skip
+
+
+def import_store(store: Store, path: Path) -> tuple[int, int]:
+    """Add every person of the export file ``path`` to ``store``, one transaction per
+    person (faces already there are skipped). Refuses files of a newer format version and
+    vectors of another model than the store's."""
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise GalleryError(f"cannot read gallery export {path}: {exc.strerror}") from None
+    added = skipped = 0
+    with fh:
+        try:
+            header = json.loads(fh.readline() or "null")
+        except json.JSONDecodeError:
+            header = None
+        if not isinstance(header, dict) or header.get("format") != "faceprint-gallery":
+            raise GalleryError(f"{path}: expected a faceprint gallery export (JSON lines), found other data")
+        version = header.get("format_version")
+        if not isinstance(version, int) or version > EXPORT_FORMAT_VERSION or version < 1:
+            raise GalleryError(
+                f"{path}: export format_version {version!r}, this faceprint reads versions 1 to "
+                f"{EXPORT_FORMAT_VERSION}; upgrade faceprint to import it"
+            )
+        model, dim = header.get("model"), header.get("dim")
+        bound = store.model()
+        if model is not None and bound is not None and (model, dim) != bound:
+            raise IncompatibleEmbeddingError(
+                f"{path} holds {dim}-D vectors of {model}; gallery {store.location} holds {bound[1]}-D "
+                f"vectors of {bound[0]}"
+            )
+        for no, line in enumerate(fh, start=2):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                name = check_name(d["name"])
+                faces = [_read_face(f, name, int(dim or 0)) for f in d["faces"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise GalleryError(f"{path}, line {no}: malformed person record ({exc})") from None
+            a, s = store.add_faces(name, faces, d.get("metadata") or None)
+            added, skipped = added + len(a), skipped + len(s)
+    for key, value in (header.get("settings") or {}).items():
+        if key in ("threshold", "far") and store.get_setting(key) is None:
+            store.set_setting(key, str(value))
+    return added, skipped

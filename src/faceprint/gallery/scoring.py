@@ -1,0 +1,293 @@
+"""Person-level scoring and the open-set (1:N) threshold.
+
+Conventions: similarities are cosine similarities of unit vectors (higher = more alike);
+a *stranger* is a probe whose person is not enrolled; FAR is the probability that a
+stranger's best person score reaches the threshold, i.e. that a stranger is named.
+
+**Person-level scores.** A person may own several faces. :func:`person_scores` turns
+the similarities of one probe against candidate faces into one score per person:
+
+* ``"max"``: the best face (``DEFAULT_METHOD``);
+* ``"mean"``: the mean of the person's face similarities, which equals the probe's
+  similarity with the person's *un-normalised* mean vector;
+* ``"top2"``: the mean of the two best faces (the best alone for a one-face person).
+
+The re-normalised mean vector (centroid) needs the vectors: :func:`person_centroids`
+gives one unit row per person, scored with ``"max"``. Measured on LFW dev with up to two
+enrolled faces per person (``bench/identification.py``, 1,165 people, 1,493 known and
+1,930 stranger probes), DIR at a 1% stranger false-alarm rate was: centroid 65.4%,
+max 63.2%, mean = top2 58.6% (on the 732 probes of people with two faces: 77.9%, 69.0%,
+55.2%). So galleries that can should search per-person centroids; among the methods that
+work from face similarities alone (e.g. ANN candidates), ``"max"`` is best and is the
+default. Cohort score normalisation (z-scoring the top score against the probe's scores
+with the other people) did not raise DIR@FAR=1% (all: 18.5%, top-200: 57.1%, top-50:
+52.5%, none: 57.0%) and is not used.
+
+**Why the threshold grows with the gallery.** Compared with K enrolled people, a
+stranger is named when the best of K impostor scores reaches t. With F the CDF of one
+impostor comparison and independent comparisons, P(named) = 1 - F(t)^K, so the
+threshold for a target FAR is t = F⁻¹((1 - far)^(1/K)). F is the embedder's impostor
+distribution measured on LFW dev (pairsDevTrain people only, so the pairsDevTest people
+stay held out) and shipped as package data in ``impostors/<model>.json``: a dense table
+of upper quantiles (score at exceedance p, log-spaced in p down to about 10/n_pairs),
+plus a generalized Pareto fit to the far tail that extrapolates beyond what the data
+resolves (large K or small FAR). ``bench/identification.py --fit-impostors`` rebuilds
+the files. Independence is an approximation: one probe's scores against a gallery are
+correlated. Measured with random galleries of pairsDevTrain people, the formula is
+calibrated to slightly conservative (target 1%: 0.79% at K=10, 1.04% at K=100, 0.86% at
+K=1000; target 10%: 9.4%, 8.6%, 6.1%), and on the full LFW dev benchmark (K=1,165, all
+strangers) the default point named 0.52% of strangers for a 1% target, so no correction
+is applied.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import GalleryError
+
+#: Person-level aggregation used when none is named: the best of the methods that need
+#: only face similarities, on LFW dev (centroids do better where vectors are at hand).
+DEFAULT_METHOD = "max"
+METHODS = ("max", "mean", "top2")
+#: Default target stranger false-alarm rate of a gallery's open-set threshold.
+DEFAULT_FAR = 0.01
+#: Version of the impostor-distribution file format.
+IMPOSTOR_FORMAT_VERSION = 1
+
+IMPOSTOR_DIR = Path(__file__).resolve().parent / "impostors"
+
+
+def person_score_matrix(
+    sims: NDArray[np.float32] | NDArray[np.float64],
+    persons: Sequence[str],
+    method: str | None = None,
+) -> tuple[list[str], NDArray[np.float64]]:
+    """Person-level scores of many probes at once.
+
+    ``sims`` is (Q, N): probe q's cosine similarity with face i of ``persons[i]``.
+    Returns (names in first-seen order, (Q, P) scores). ``method`` as in
+    :func:`person_scores`. Raises ``ValueError`` on an unknown method or mismatched shapes.
+    """
+    m = method or DEFAULT_METHOD
+    if m not in METHODS:
+        raise ValueError(f"unknown person-level method {m!r}; expected one of {', '.join(METHODS)}")
+    s = np.asarray(sims, dtype=np.float64)
+    if s.ndim == 1:
+        s = s[None, :]
+    if s.ndim != 2 or s.shape[1] != len(persons):
+        raise ValueError(f"expected (probes, {len(persons)}) similarities, got shape {s.shape}")
+    index: dict[str, int] = {}
+    for name in persons:
+        index.setdefault(name, len(index))
+    names = list(index)
+    if not names:
+        return names, np.zeros((s.shape[0], 0))
+    gid = np.fromiter((index[n] for n in persons), dtype=np.int64, count=len(persons))
+    order = np.argsort(gid, kind="stable")
+    ss = s[:, order]
+    counts = np.bincount(gid, minlength=len(names))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if m == "mean":
+        return names, np.add.reduceat(ss, starts, axis=1) / counts
+    best = np.maximum.reduceat(ss, starts, axis=1)
+    if m == "max":
+        return names, best
+    # top2: the second best is the best again when the best value occurs twice in the
+    # group, else the best of the values below it
+    is_best = ss == best[:, gid[order]]
+    ties = np.add.reduceat(is_best.astype(np.int64), starts, axis=1)
+    below = np.maximum.reduceat(np.where(is_best, -np.inf, ss), starts, axis=1)
+    second = np.where(ties >= 2, best, below)
+    return names, np.where(counts >= 2, (best + second) / 2.0, best)
+
+
+def person_scores(
+    sims: NDArray[np.float32] | NDArray[np.float64],
+    persons: Sequence[str],
+    method: str | None = None,
+) -> list[tuple[str, float]]:
+    """One score per person from one probe's similarities to candidate faces.
+
+    ``sims[i]`` is the probe's cosine similarity with a face of ``persons[i]`` (the faces
+    may be all of a gallery, or only the candidates a search returned). Returns
+    ``(person, score)`` sorted by score, highest first (ties by name, for stable output).
+    ``method`` is ``"max"``, ``"mean"`` (mean of similarities) or ``"top2"``; ``None``
+    means :data:`DEFAULT_METHOD`. Raises ``ValueError`` on an unknown method or when
+    ``sims`` and ``persons`` differ in length.
+    """
+    s = np.asarray(sims, dtype=np.float64).reshape(-1)
+    if len(s) != len(persons):
+        raise ValueError(f"{len(s)} similarities but {len(persons)} person names")
+    names, scores = person_score_matrix(s[None, :], persons, method)
+    out = [(n, float(v)) for n, v in zip(names, scores[0].tolist(), strict=True)]
+    out.sort(key=lambda t: (-t[1], t[0]))
+    return out
+
+
+def person_centroids(
+    vectors: NDArray[np.float32], persons: Sequence[str]
+) -> tuple[list[str], NDArray[np.float32]]:
+    """The re-normalised mean vector of each person: (names in first-seen order, (P, dim)
+    unit rows). Score a probe against them with ``centroids @ probe`` and ``"max"``."""
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim != 2 or len(v) != len(persons):
+        raise ValueError(f"expected ({len(persons)}, dim) vectors, got shape {v.shape}")
+    index: dict[str, int] = {}
+    for name in persons:
+        index.setdefault(name, len(index))
+    rows = np.fromiter((index[n] for n in persons), dtype=np.int64, count=len(persons))
+    sums = np.zeros((len(index), v.shape[1]), dtype=np.float64)
+    np.add.at(sums, rows, v)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return list(index), (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+# -- the impostor distribution and the open-set threshold ---------------------------------
+class ImpostorDistribution:
+    """The upper tail of one embedder's impostor (different-person) score distribution.
+
+    ``exceedance[i]`` = P(score > ``score[i]``) for one comparison, with exceedance
+    decreasing and score increasing; between grid points the score is linear in
+    log(exceedance). Below the smallest tabulated exceedance the tail is the generalized
+    Pareto distribution fitted above ``gpd_u`` (P(S > x) = p_u (1 + xi (x - u) / sigma)^(-1/xi)),
+    continued from the table's last point.
+    """
+
+    def __init__(self, data: dict[str, Any], source: str = "") -> None:
+        try:
+            self.model = str(data["model"])
+            self.exceedance = np.asarray(data["exceedance"], dtype=np.float64)
+            self.score = np.asarray(data["score"], dtype=np.float64)
+            gpd = data["tail_fit"]
+            self.gpd_u, self.gpd_p_u = float(gpd["u"]), float(gpd["p_u"])
+            self.gpd_xi, self.gpd_sigma = float(gpd["xi"]), float(gpd["sigma"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GalleryError(f"impostor distribution {source or '?'}: malformed ({exc})") from None
+        ok = (
+            len(self.exceedance) == len(self.score) >= 2
+            and bool(np.all(np.diff(self.exceedance) < 0))
+            and bool(np.all(np.diff(self.score) >= 0))
+            and self.gpd_sigma > 0
+            and 0 < self.gpd_p_u < 1
+        )
+        if not ok:
+            raise GalleryError(
+                f"impostor distribution {source or self.model}: expected exceedances decreasing, "
+                "scores non-decreasing and a valid tail fit"
+            )
+        self.raw = data
+        # The GPD fitted above u is continued from the table's last point, so the curve is
+        # continuous: a GPD conditioned on exceeding a higher u' is a GPD with the same xi
+        # and scale sigma + xi (u' - u).
+        u_end, p_end = float(self.score[-1]), float(self.exceedance[-1])
+        sigma_end = self.gpd_sigma + self.gpd_xi * (u_end - self.gpd_u)
+        if sigma_end <= 0:
+            raise GalleryError(
+                f"impostor distribution {source or self.model}: the tail fit ends below the table's "
+                f"last score {u_end:.4f}"
+            )
+        self._anchor = (u_end, p_end, sigma_end)
+
+    def quantile_exceedance(self, p: float) -> float:
+        """The score s with P(one impostor comparison > s) = ``p`` (0 < p < 1)."""
+        if not 0.0 < p < 1.0:
+            raise ValueError(f"exceedance must be in (0, 1), got {p}")
+        ex, sc = self.exceedance, self.score
+        if p >= ex[0]:  # the body of the distribution is not tabulated: clamp to its median
+            return float(sc[0])
+        if p >= ex[-1]:
+            # interpolate score linearly in log(exceedance); np.interp wants increasing x
+            return float(np.interp(math.log(p), np.log(ex[::-1]), sc[::-1]))
+        return self._gpd_quantile(p)
+
+    def _gpd_quantile(self, p: float) -> float:
+        u, p_u, sigma = self._anchor
+        xi, r = self.gpd_xi, p / p_u
+        excess = -sigma * math.log(r) if abs(xi) < 1e-9 else sigma / xi * (r ** (-xi) - 1.0)
+        return min(u + excess, 1.0)
+
+    def exceedance_at(self, s: float) -> float:
+        """P(one impostor comparison > ``s``) (the tabulated tail, then the GPD fit)."""
+        ex, sc = self.exceedance, self.score
+        if s <= sc[0]:
+            return float(ex[0])
+        if s <= sc[-1]:
+            return float(math.exp(np.interp(s, sc, np.log(ex))))
+        u, p_u, sigma = self._anchor
+        z = 1.0 + self.gpd_xi * (s - u) / sigma
+        if z <= 0:
+            return 0.0
+        if abs(self.gpd_xi) < 1e-9:
+            return float(p_u * math.exp(-(s - u) / sigma))
+        return float(p_u * z ** (-1.0 / self.gpd_xi))
+
+
+def _file_for(model: str) -> Path:
+    return IMPOSTOR_DIR / f"{model}.json"
+
+
+@lru_cache(maxsize=16)
+def impostor_distribution(model: str) -> ImpostorDistribution:
+    """The shipped impostor distribution of ``model`` (``name@version``).
+
+    Raises :class:`GalleryError` when none is shipped (callers then fall back to the
+    embedder's 1:1 threshold) or when the file is unreadable.
+    """
+    path = _file_for(model)
+    if "/" in model or "\\" in model or not path.is_file():
+        have = sorted(p.stem for p in IMPOSTOR_DIR.glob("*.json")) if IMPOSTOR_DIR.is_dir() else []
+        raise GalleryError(
+            f"no impostor score distribution shipped for model {model!r} "
+            f"(have: {', '.join(have) or 'none'}); use an explicit threshold"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise GalleryError(f"cannot read impostor distribution {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != IMPOSTOR_FORMAT_VERSION:
+        raise GalleryError(
+            f"{path}: expected impostor file format {IMPOSTOR_FORMAT_VERSION}, "
+            f"found {data.get('format') if isinstance(data, dict) else type(data).__name__}"
+        )
+    return ImpostorDistribution(data, str(path))
+
+
+def per_comparison_far(far: float, gallery_size: int) -> float:
+    """The one-comparison exceedance p with 1 - (1 - p)^K = ``far`` (independent
+    comparisons), computed without cancellation for large K."""
+    return -math.expm1(math.log1p(-far) / gallery_size)
+
+
+def open_set_threshold(model: str, gallery_size: int, far: float = DEFAULT_FAR) -> float:
+    """The cosine threshold at which a stranger compared with ``gallery_size`` enrolled
+    people is named with probability ``far``: t = F⁻¹((1 - far)^(1/K)).
+
+    ``gallery_size`` counts independent comparisons: the number of people when each
+    has one face or scores are aggregated per person (a person scored by ``"max"`` over
+    m faces is up to m comparisons, so passing the face count is the conservative
+    choice). K = 0 is treated as 1. Raises :class:`GalleryError` when no distribution is
+    shipped for ``model``, ``ValueError`` for ``far`` outside (0, 1) or K < 0.
+    """
+    if not 0.0 < far < 1.0:
+        raise ValueError(f"far must be in (0, 1), got {far}")
+    if gallery_size < 0:
+        raise ValueError(f"gallery_size must be >= 0, got {gallery_size}")
+    dist = impostor_distribution(model)
+    return dist.quantile_exceedance(per_comparison_far(far, max(gallery_size, 1)))
+
+
+def expected_far(model: str, gallery_size: int, threshold: float) -> float:
+    """The stranger false-alarm rate the shipped distribution predicts at ``threshold``
+    for a gallery of ``gallery_size`` people (the inverse of :func:`open_set_threshold`);
+    ``identify`` can report it as its operating point."""
+    p = impostor_distribution(model).exceedance_at(threshold)
+    return float(-math.expm1(max(gallery_size, 1) * math.log1p(-min(p, 1.0 - 1e-15))))

@@ -1,0 +1,147 @@
+"""``faceprint enroll | identify | lookalike | gallery ...`` through ``python -m``:
+results on stdout, JSON shapes, one-line errors with exit code 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import need
+
+from .conftest import KNN
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "faceprint.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def one_error(res: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gallery with the knn train folder enrolled through the CLI."""
+    need(KNN)
+    path = tmp_path_factory.mktemp("cli") / "g.sqlite"
+    res = run_cli("enroll", "--from-dir", str(KNN / "train"), "--gallery", str(path), "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["gallery"] == str(path)
+    assert {r["person"]: len(r["added"]) for r in data["reports"]} == {
+        "alex_lacamoire": 1, "biden": 2, "kit_harington": 2, "obama": 2, "rose_leslie": 2,
+    }  # fmt: skip
+    return path
+
+
+def test_identify_table_and_json(enrolled: Path) -> None:
+    test = KNN / "test"
+    res = run_cli(
+        "identify", str(test / "obama1.jpg"), str(test / "obama_and_biden.jpg"), "--gallery", str(enrolled)
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("threshold ")
+    assert "#0 obama" in res.stdout
+    res = run_cli(
+        "identify", str(test / "johnsnow_test1.jpg"), "--gallery", str(enrolled), "--json", "--top-k", "3"
+    )
+    d = json.loads(res.stdout)
+    assert set(d) == {"gallery", "operating_point", "images"}
+    assert set(d["operating_point"]) == {"threshold", "source", "model", "people", "far", "note"}
+    face = d["images"][0]["faces"][0]
+    assert face["label"] == "kit_harington" and len(face["matches"]) == 3
+    assert set(face["matches"][0]) == {"identity", "similarity", "face_id"}
+    assert set(face["face"]["box"]) == {"x1", "y1", "x2", "y2"} and "embedding" not in face["face"]
+    res = run_cli(
+        "identify", str(test / "obama1.jpg"), "--gallery", str(enrolled), "--threshold", "0.9999", "--json"
+    )
+    d = json.loads(res.stdout)
+    assert d["images"][0]["faces"][0]["label"] == "unknown" and d["operating_point"]["source"] == "argument"
+
+
+def test_lookalike(enrolled: Path) -> None:
+    res = run_cli(
+        "lookalike", str(KNN / "test" / "obama1.jpg"), "--gallery", str(enrolled), "--json", "--top-k", "3"
+    )
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    names = [m["identity"] for m in d["matches"]]
+    assert names[0] == "obama" and len(set(names)) == 3
+    res = run_cli("lookalike", str(KNN / "test" / "obama1.jpg"), "--gallery", str(enrolled))
+    assert res.stdout.splitlines()[1].strip().startswith("1. obama")
+
+
+def test_gallery_management_commands(enrolled: Path, tmp_path: Path) -> None:
+    g = ["--gallery", str(enrolled)]
+    res = run_cli("gallery", "list", *g, "--json")
+    d = json.loads(res.stdout)
+    assert d["model"] == "dlib-onnx@resnet_v1"
+    assert [p["name"] for p in d["people"]] == [
+        "alex_lacamoire",
+        "biden",
+        "kit_harington",
+        "obama",
+        "rose_leslie",
+    ]
+    res = run_cli("gallery", "show", "obama", *g, "--json")
+    d = json.loads(res.stdout)
+    assert d["faces"] == 2 and len(d["face_records"]) == 2 and len(d["face_records"][0]["image_sha256"]) == 64
+    out = tmp_path / "export.jsonl"
+    assert run_cli("gallery", "export", str(out), *g).returncode == 0
+    copy = tmp_path / "copy.sqlite"
+    res = run_cli("gallery", "import", str(out), "--gallery", str(copy))
+    assert res.returncode == 0 and "imported 9 face(s)" in res.stdout
+    c = ["--gallery", str(copy)]
+    assert run_cli("gallery", "rename", "obama", "Barack Obama", *c).returncode == 0
+    res = run_cli("gallery", "remove", "biden", *c)
+    assert res.returncode == 0 and "2 face(s)" in res.stdout
+    names = [p["name"] for p in json.loads(run_cli("gallery", "list", *c, "--json").stdout)["people"]]
+    assert names == ["Barack Obama", "alex_lacamoire", "kit_harington", "rose_leslie"]
+    res = run_cli("gallery", "threshold", "0.5", *c, "--json")
+    assert json.loads(res.stdout)["source"] == "gallery" and json.loads(res.stdout)["threshold"] == 0.5
+    res = run_cli("gallery", "threshold", "--clear", "--far", "0.05", *c, "--json")
+    assert json.loads(res.stdout)["source"] != "gallery"
+    one_error(run_cli("gallery", "remove", "nobody", *c), "nobody", "no such person")
+    one_error(run_cli("gallery", "rename", "nobody", "x", *c), "no such person")
+    one_error(run_cli("gallery", "show", "nobody", *c), "nobody")
+
+
+def test_enroll_refusals_duplicates_and_errors(tmp_path: Path, enrolled: Path) -> None:
+    gal = ["--gallery", str(tmp_path / "g.sqlite")]
+    group = str(KNN / "test" / "obama_and_biden.jpg")
+    good = str(KNN / "train" / "biden" / "biden.jpg")
+    res = run_cli("enroll", "Joe", group, good, "--meta", "role=vp", *gal)
+    assert res.returncode == 0, res.stderr
+    assert "refused:" in res.stderr and "faces found" in res.stderr
+    assert "Joe: 1 face(s) added, 0 already enrolled, 1 refused" in res.stdout
+    res = run_cli("enroll", "Joe", good, *gal, "--json")
+    assert json.loads(res.stdout)["reports"][0]["duplicates"][0]["image"] == good
+    res = run_cli("enroll", "Group", group, "--face", "largest", *gal)
+    assert res.returncode == 0 and "1 face(s) added" in res.stdout
+    one_error(run_cli("enroll", "Nobody", group, *gal), "nothing enrolled")
+    one_error(run_cli("enroll", "X", good, "--face", "biggest", *gal), "--face")
+    one_error(run_cli("enroll", "X", *gal), "expected NAME")
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not sqlite at all")
+    one_error(run_cli("gallery", "list", "--gallery", str(garbage)), "expected an SQLite database")
+    one_error(run_cli("identify", good, "--gallery", str(garbage)), "expected an SQLite database")
+    # FACEPRINT_GALLERY selects the gallery when --gallery is absent
+    res = run_cli("gallery", "list", "--json", env={"FACEPRINT_GALLERY": str(enrolled)})
+    assert len(json.loads(res.stdout)["people"]) == 5

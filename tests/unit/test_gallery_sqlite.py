@@ -1,0 +1,181 @@
+"""SqliteStore without any model: schema, transactions, generation, refusals of files
+that are not ours (left byte-for-byte untouched), names, settings."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceprint.errors import GalleryError, IncompatibleEmbeddingError
+from faceprint.gallery import default_location, open_store
+from faceprint.gallery.records import FaceRecord
+from faceprint.gallery.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteStore
+from faceprint.types import Box
+
+RNG = np.random.default_rng(0)
+
+
+def faces(person: str, n: int, model: str = "m@1", dim: int = 8, sha: str = "img") -> list[FaceRecord]:
+    v = RNG.standard_normal((n, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return [
+        FaceRecord(uuid.uuid4().hex, person, v[i], model, f"{sha}{i}", Box(1, 2, 3.5, 4), 0.9)
+        for i in range(n)
+    ]
+
+
+def test_new_file_is_created_by_the_first_write_only(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "g.sqlite"
+    s = SqliteStore(path)
+    assert s.people() == [] and s.model() is None and s.generation() == 0 and s.get_setting("x") is None
+    assert len(s.snapshot().face_ids) == 0
+    assert not path.exists()
+    s.add_faces("a", faces("a", 2))
+    assert path.exists()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
+    conn.close()
+    s.close()
+
+
+def test_add_dedupe_snapshot_generation(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "g.sqlite")
+    recs = faces("a", 3)
+    added, skipped = s.add_faces("a", recs, {"k": "v"})
+    assert len(added) == 3 and not skipped and s.generation() == 1
+    assert s.model() == ("m@1", 8)
+    again = faces("a", 2)  # same sha256 values img0, img1: skipped
+    added, skipped = s.add_faces("a", again)
+    assert not added and len(skipped) == 2
+    snap = s.snapshot()
+    assert snap.persons == ("a",) * 3 and snap.face_ids == tuple(r.face_id for r in recs)
+    assert snap.vectors.dtype == np.float32
+    assert snap.vectors.tobytes() == np.stack([r.vector for r in recs]).tobytes()
+    person, stored = s.person("a")
+    assert person.metadata == {"k": "v"} and person.faces == 3
+    assert stored[0].box == Box(1, 2, 3.5, 4) and stored[0].score == pytest.approx(0.9)
+    s.add_faces("a", faces("a", 1, sha="other"), {"k2": 1})
+    assert s.person("a")[0].metadata == {"k": "v", "k2": 1}  # merged
+
+
+def test_writes_are_refused_for_another_model_and_bad_vectors(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "g.sqlite")
+    s.add_faces("a", faces("a", 1))
+    gen = s.generation()
+    with pytest.raises(IncompatibleEmbeddingError, match="m@1"):
+        s.add_faces("b", faces("b", 1, model="other@2"))
+    with pytest.raises(IncompatibleEmbeddingError):
+        s.add_faces("b", faces("b", 1, dim=16))
+    bad = faces("b", 1)[0]
+    with pytest.raises(GalleryError, match="finite"):
+        s.add_faces("b", [FaceRecord("x", "b", np.full(8, np.nan, np.float32), "m@1")])
+    assert [p.name for p in s.people()] == ["a"] and s.generation() == gen
+    assert bad.model == "m@1"
+
+
+def test_remove_rename_metadata_settings(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "g.sqlite")
+    name = 'O\'Neil/"x" 王; DROP TABLE faces'
+    s.add_faces(name, faces(name, 2))
+    s.add_faces("b", faces("b", 1))
+    s.rename_person(name, "c")
+    with pytest.raises(GalleryError, match="already exists"):
+        s.rename_person("c", "b")
+    with pytest.raises(GalleryError, match="no such person"):
+        s.rename_person(name, "d")
+    s.set_metadata("c", {"a": [1, 2]})
+    assert s.person("c")[0].metadata == {"a": [1, 2]}
+    assert s.remove_person("c") == 2
+    with pytest.raises(GalleryError, match="no such person"):
+        s.remove_person("c")
+    assert s.snapshot().persons == ("b",)
+    assert sqlite3.connect(tmp_path / "g.sqlite").execute("SELECT count(*) FROM faces").fetchone()[0] == 1
+    s.set_setting("threshold", "0.5")
+    assert s.get_setting("threshold") == "0.5"
+    s.set_setting("threshold", None)
+    assert s.get_setting("threshold") is None
+
+
+def _refused_untouched(path: Path, match: str) -> None:
+    before = path.read_bytes()
+    with pytest.raises(GalleryError, match=match):
+        SqliteStore(path)
+    assert path.read_bytes() == before
+
+
+def test_not_sqlite_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite"
+    path.write_bytes(b"this is my thesis, not a database\n" * 100)
+    _refused_untouched(path, "expected an SQLite database")
+
+
+def test_garbled_sqlite_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite"
+    s = SqliteStore(path)
+    s.add_faces("a", faces("a", 3))
+    s.close()
+    data = bytearray(path.read_bytes())
+    data[100:2000] = RNG.integers(0, 256, 1900, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    _refused_untouched(path, "corrupt|malformed|not a database")
+
+
+def test_foreign_schema_and_future_version_are_refused(tmp_path: Path) -> None:
+    foreign = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    conn.commit()
+    conn.close()
+    _refused_untouched(foreign, "another SQLite database")
+    future = tmp_path / "future.sqlite"
+    writer = SqliteStore(future)
+    writer.add_faces("a", faces("a", 1))
+    writer.close()
+    conn = sqlite3.connect(future)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    _refused_untouched(future, "newer faceprint")
+    with pytest.raises(GalleryError, match="directory"):
+        SqliteStore(tmp_path)
+
+
+def test_default_location_and_backend_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEPRINT_HOME", str(tmp_path))
+    monkeypatch.delenv("FACEPRINT_GALLERY", raising=False)
+    assert default_location() == str(tmp_path / "gallery.sqlite")
+    monkeypatch.setenv("FACEPRINT_GALLERY", str(tmp_path / "x.sqlite"))
+    store = open_store(None)
+    assert isinstance(store, SqliteStore) and store.location == str(tmp_path / "x.sqlite")
+    assert store.index_path == tmp_path / "x.sqlite.index"
+
+
+def test_person_ranking_reaches_past_people_with_many_faces(tmp_path: Path) -> None:
+    """60 faces of one person closer than anyone else must not hide the second person."""
+    from faceprint.gallery.gallery import Gallery
+    from faceprint.types import Face
+
+    q = np.zeros(8, np.float32)
+    q[0] = 1.0
+    near = q + 0.05 * RNG.standard_normal((60, 8)).astype(np.float32)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    far = np.zeros(8, np.float32)
+    far[1] = 1.0
+    s = SqliteStore(tmp_path / "g.sqlite")
+    s.add_faces("many", [FaceRecord(uuid.uuid4().hex, "many", v, "dlib-onnx@resnet_v1") for v in near])
+    s.add_faces("one", [FaceRecord(uuid.uuid4().hex, "one", far, "dlib-onnx@resnet_v1")])
+    g = Gallery(s)  # no recognizer is needed to rank stored vectors
+    (matches,) = g._rank([Face(Box(0, 0, 1, 1), 1.0, embedding=q)], top_k=2)
+    assert [m.identity for m in matches] == ["many", "one"]
+    assert matches[1].similarity == pytest.approx(0.0, abs=1e-6)
+    op = g.operating_point()
+    assert op.people == 2 and op.model == "dlib-onnx@resnet_v1" and -1 < op.threshold < 1
+    assert g._recognizer is None  # the fallback threshold needed no model
