@@ -43,14 +43,13 @@ log = logging.getLogger(__name__)
 
 #: Largest gallery (number of faces) searched exactly by ``kind="auto"``.
 #:
-#: Measured with bench/gallery_scale.py (bench/results/gallery_scale.json) on the 2-core
-#: dev machine, clustered 128-D vectors, one query per call, k=5: exact p50 is 0.19 ms at
-#: 10k faces (the 5 MB matrix sits in cache) and 8.0 ms at 100k (a memory-bound pass over
-#: 51 MB, ~0.08 ms per 1k faces), so it crosses ~2 ms near 25k. usearch HNSW answers in
-#: 0.1-0.3 ms at 10k (no faster than exact) and 0.4-1.4 ms at 100k. Both rules -- "exact
-#: until it is slower than HNSW" and "exact until ~2 ms per query" -- land at 10k-25k;
-#: we take 20k. Below it exact search costs nothing a user notices next to embedding a
-#: face (>= 10 ms), and has perfect recall, no build and no cache file to keep in sync.
+#: Measured on the 2-core dev machine (shared with other jobs; clustered 128-D vectors,
+#: one query per call, k=5; bench/gallery_scale.py and bench/results/gallery_scale.json):
+#: exact p50 is 0.2-0.3 ms at 10k faces, 0.9 ms at 20k, 1.3 ms at 30k, 1.9 ms at 50k and
+#: 5-8 ms at 100k; usearch HNSW answers in 0.1-0.3 ms at 10k and 0.5-1.5 ms at 100k.
+#: HNSW is faster from ~10k on, exact crosses ~2 ms near 50k. We switch at 20k, where
+#: exact is still under 1 ms -- nothing a user notices next to embedding a face (>= 10 ms)
+#: -- while keeping perfect recall, no build and no cache file to keep in sync.
 EXACT_MAX_SIZE = 20_000
 
 #: HNSW parameters (usearch names). ef_add=64 halves the build time of ef_add=128 at
@@ -63,6 +62,9 @@ ANN_EXPANSION_SEARCH = 256
 
 #: Scores of at most this many elements are materialised at once by exact search.
 _CHUNK_ELEMENTS = 16 * 1024 * 1024
+
+#: From this many queries at once, a BLAS matmul beats one einsum pass per query.
+_BLAS_MIN_QUERIES = 8
 
 _SIDECAR_VERSION = 1
 
@@ -152,7 +154,13 @@ def _exact_search(
     sims = np.empty((q.shape[0], k), np.float32)
     rows = np.empty((q.shape[0], k), np.int64)
     for start in range(0, q.shape[0], chunk):
-        scores = q[start : start + chunk] @ vectors.T
+        block = q[start : start + chunk]
+        if len(block) < _BLAS_MIN_QUERIES:
+            # A few queries: numpy's own single-threaded loop. Multithreaded BLAS gemv was
+            # 3x slower (16 vs 5.5 ms at 100k faces) on a 2-core machine shared with other work.
+            scores = np.stack([np.einsum("nd,d->n", vectors, v) for v in block])
+        else:
+            scores = block @ vectors.T
         sims[start : start + chunk], rows[start : start + chunk] = _top_k(scores, k)
     return sims, rows
 

@@ -32,7 +32,7 @@ def recognizer(tmp_path_factory: pytest.TempPathFactory) -> Recognizer:
         return Recognizer()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """A callable that makes a fresh, empty store of the parametrised backend."""
     made: list[Store] = []
@@ -43,6 +43,12 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
             from faceprint.gallery.sqlite import SqliteStore
 
             store: Store = SqliteStore(tmp_path / f"gallery{next(counter)}.sqlite")
+        elif request.param == "postgres":  # a throwaway pgserver, one database per store
+            from faceprint.gallery.postgres import PostgresStore
+
+            from .pg import shared_server
+
+            store = PostgresStore(shared_server().create_database())
         else:  # pragma: no cover - other backends add their branch here
             raise AssertionError(f"unknown backend {request.param}")
         made.append(store)
