@@ -128,7 +128,7 @@ def test_rename_metadata_and_unknown_names(store: PostgresStore) -> None:
     ):
         with pytest.raises(GalleryError, match="'Nobody': no such person"):
             call()
-    with pytest.raises(GalleryError, match="non-empty"):
+    with pytest.raises(GalleryError, match="non-blank"):
         store.add_faces("  ", [face(unit(1)[0])])
 
 

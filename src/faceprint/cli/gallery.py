@@ -152,7 +152,7 @@ def lookalike(
     as_json: JsonOpt = False,
 ) -> None:
     """The enrolled people who look most like the face in IMAGE, whatever the threshold."""
-    from ..gallery.gallery import recognition_dict
+    from ..gallery.results import recognition_dict
 
     with _open(gallery, detector, embedder) as g:
         r = g.lookalike(image, top_k=top_k)

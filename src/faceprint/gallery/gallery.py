@@ -23,14 +23,11 @@ store's ``index_path``), rebuilt when the store's generation moves.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +35,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import FaceprintError, GalleryError, IncompatibleEmbeddingError, NoFaceError
-from ..types import UNKNOWN, Box, Face, Match, Recognition
-from .records import EXPORT_FORMAT_VERSION, FaceRecord, Person, Snapshot, Store
+from ..types import Box, Face, Match, Recognition
+from .exchange import export_store, import_store
+from .records import FaceRecord, Person, Snapshot, Store, check_name
+from .results import EnrolledFace, EnrollReport, Identification, OperatingPoint, Refusal
 from .scoring import DEFAULT_FAR, open_set_threshold, person_scores
 
 if TYPE_CHECKING:
@@ -51,124 +50,6 @@ FaceChoice = str | int
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: Images detected and embedded together during an enrolment (bounds memory).
 CHUNK = 16
-
-
-@dataclass(frozen=True)
-class EnrolledFace:
-    image: str
-    face_id: str
-    box: Box
-    score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "face_id": self.face_id, "box": self.box.to_dict(), "score": self.score}
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """An image that added nothing, and why (``duplicate`` when already enrolled)."""
-
-    image: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"image": self.image, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class EnrollReport:
-    person: str
-    model: str
-    added: tuple[EnrolledFace, ...]
-    duplicates: tuple[Refusal, ...]
-    refused: tuple[Refusal, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Something was added, or everything was already there."""
-        return bool(self.added or self.duplicates)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "person": self.person,
-            "model": self.model,
-            "added": [a.to_dict() for a in self.added],
-            "duplicates": [d.to_dict() for d in self.duplicates],
-            "refused": [r.to_dict() for r in self.refused],
-        }
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """The threshold an identification used and where it came from: ``"argument"``,
-    ``"gallery"`` (stored), ``"open-set"`` (target ``far`` for ``people`` people) or
-    ``"embedder default"`` (no impostor distribution for the model; ``note`` says why)."""
-
-    threshold: float
-    source: str
-    model: str
-    people: int
-    far: float | None = None
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "threshold": self.threshold,
-            "source": self.source,
-            "model": self.model,
-            "people": self.people,
-            "far": self.far,
-            "note": self.note,
-        }
-
-
-def _face_dict(face: Face) -> dict[str, Any]:
-    return replace(face, embedding=None).to_dict()
-
-
-def recognition_dict(r: Recognition) -> dict[str, Any]:
-    """``Recognition.to_dict()`` without the 128 floats of the probe's embedding."""
-    return {**r.to_dict(), "face": _face_dict(r.face)}
-
-
-@dataclass(frozen=True)
-class Identification:
-    """Per image (in input order), one :class:`Recognition` per face; indexable like a
-    list of lists. ``operating_point`` is the threshold used for every face."""
-
-    images: tuple[str, ...]
-    results: tuple[tuple[Recognition, ...], ...]
-    operating_point: OperatingPoint
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __getitem__(self, i: int) -> tuple[Recognition, ...]:
-        return self.results[i]
-
-    def __iter__(self) -> Iterator[tuple[Recognition, ...]]:
-        return iter(self.results)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "operating_point": self.operating_point.to_dict(),
-            "images": [
-                {"image": im, "faces": [recognition_dict(r) for r in rs]}
-                for im, rs in zip(self.images, self.results, strict=True)
-            ],
-        }
-
-
-def check_name(name: str) -> str:
-    """A person's name: any unicode (slashes and quotes included), not blank, no control
-    characters, and not the reserved label ``"unknown"``."""
-    if not isinstance(name, str) or not name.strip():
-        raise GalleryError(f"a person's name must be a non-blank string, got {name!r}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise GalleryError(f"a person's name cannot hold control characters (newlines, tabs): {name!r}")
-    if name.strip().lower() == UNKNOWN:
-        raise GalleryError(f"{name!r} is reserved: identify labels faces nobody matches with it")
-    return name
 
 
 def _source(image: ImageInput, i: int) -> tuple[str, ImageInput, str]:
@@ -538,125 +419,3 @@ class Gallery:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# -- export / import ------------------------------------------------------------------------
-EXPORT_DOC = """faceprint gallery export, JSON lines (UTF-8), one JSON object per line:
-
-line 1, the header: {"format": "faceprint-gallery", "format_version": 1, "model": "name@version"
-  or null, "dim": int or null, "people": int, "faces": int, "settings": {key: value},
-  "exported_at": ISO 8601 UTC}
-then one line per person: {"name": str, "metadata": {...}, "created_at": str, "faces": [
-  {"face_id": str, "model": str, "image_sha256": str or null, "box": {"x1","y1","x2","y2"} or
-  null, "score": float or null, "added_at": str, "vector": base64 of the little-endian float32
-  bytes}]}
-
-Vectors are stored as their exact bytes, so an export/import round trip is bit-exact.
-A reader refuses a format_version above the one it knows."""
-
-
-def _face_line(f: FaceRecord) -> dict[str, Any]:
-    out = f.to_dict()
-    out.pop("person")
-    out["vector"] = base64.b64encode(np.asarray(f.vector, dtype="<f4").tobytes()).decode("ascii")
-    return out
-
-
-def export_store(store: Store, path: Path) -> int:
-    """Write ``store`` to ``path`` atomically (temp file + rename); see :data:`EXPORT_DOC`."""
-    bound = store.model()
-    people = store.people()
-    settings = {k: v for k in ("threshold", "far") if (v := store.get_setting(k)) is not None}
-    lines = []
-    n_faces = 0
-    for p in people:
-        person, faces = store.person(p.name)
-        n_faces += len(faces)
-        body = {"name": person.name, "metadata": dict(person.metadata), "created_at": person.created_at}
-        lines.append(json.dumps({**body, "faces": [_face_line(f) for f in faces]}, ensure_ascii=False))
-    header = {
-        "format": "faceprint-gallery",
-        "format_version": EXPORT_FORMAT_VERSION,
-        "model": bound[0] if bound else None,
-        "dim": bound[1] if bound else None,
-        "people": len(people),
-        "faces": n_faces,
-        "settings": settings,
-        "exported_at": _now(),
-    }
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(header, ensure_ascii=False) + "\n")
-            fh.writelines(line + "\n" for line in lines)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise GalleryError(f"cannot write gallery export {path}: {exc.strerror or exc}") from None
-    return n_faces
-
-
-def _now() -> str:
-    from .sqlite import now_iso
-
-    return now_iso()
-
-
-def _read_face(d: dict[str, Any], person: str, dim: int) -> FaceRecord:
-    vec = np.frombuffer(base64.b64decode(d["vector"], validate=True), dtype="<f4").astype(np.float32)
-    if vec.shape != (dim,):
-        raise ValueError(f"face {d.get('face_id')}: expected a {dim}-D vector, found {vec.shape[0]}-D")
-    b = d.get("box")
-    box = Box(float(b["x1"]), float(b["y1"]), float(b["x2"]), float(b["y2"])) if b else None
-    score = None if d.get("score") is None else float(d["score"])
-    return FaceRecord(str(d["face_id"]), person, vec, str(d["model"]), d.get("image_sha256"), box, score,
-                      str(d.get("added_at") or ""))  # fmt: skip
-
-
-def import_store(store: Store, path: Path) -> tuple[int, int]:
-    """Add every person of the export file ``path`` to ``store``, one transaction per
-    person (faces already there are skipped). Refuses files of a newer format version and
-    vectors of another model than the store's."""
-    try:
-        fh = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise GalleryError(f"cannot read gallery export {path}: {exc.strerror}") from None
-    added = skipped = 0
-    with fh:
-        try:
-            header = json.loads(fh.readline() or "null")
-        except json.JSONDecodeError:
-            header = None
-        if not isinstance(header, dict) or header.get("format") != "faceprint-gallery":
-            raise GalleryError(f"{path}: expected a faceprint gallery export (JSON lines), found other data")
-        version = header.get("format_version")
-        if not isinstance(version, int) or version > EXPORT_FORMAT_VERSION or version < 1:
-            raise GalleryError(
-                f"{path}: export format_version {version!r}, this faceprint reads versions 1 to "
-                f"{EXPORT_FORMAT_VERSION}; upgrade faceprint to import it"
-            )
-        model, dim = header.get("model"), header.get("dim")
-        bound = store.model()
-        if model is not None and bound is not None and (model, dim) != bound:
-            raise IncompatibleEmbeddingError(
-                f"{path} holds {dim}-D vectors of {model}; gallery {store.location} holds {bound[1]}-D "
-                f"vectors of {bound[0]}"
-            )
-        for no, line in enumerate(fh, start=2):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                name = check_name(d["name"])
-                faces = [_read_face(f, name, int(dim or 0)) for f in d["faces"]]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise GalleryError(f"{path}, line {no}: malformed person record ({exc})") from None
-            a, s = store.add_faces(name, faces, d.get("metadata") or None)
-            added, skipped = added + len(a), skipped + len(s)
-    for key, value in (header.get("settings") or {}).items():
-        if key in ("threshold", "far") and store.get_setting(key) is None:
-            store.set_setting(key, str(value))
-    return added, skipped

@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 
 from ..errors import GalleryError, IncompatibleEmbeddingError, MissingExtraError
 from ..types import Box
-from .records import FaceRecord, Person, Snapshot
+from .records import FaceRecord, Person, Snapshot, check_name
 
 if TYPE_CHECKING:
     import psycopg
@@ -277,7 +277,7 @@ class PostgresStore:
         win); a face is skipped when its ``image_sha256`` is already enrolled for ``person`` or
         its ``face_id`` exists; with no faces nothing is written, and a new person whose faces
         were all skipped is not created."""
-        _check_name(person)
+        check_name(person)
         if not faces:
             return [], []
         model, dim, vecs = _check_vectors(self.location, faces)
@@ -363,7 +363,7 @@ class PostgresStore:
         return self._writing(f"remove {name!r}", body)
 
     def rename_person(self, old: str, new: str) -> None:
-        _check_name(new)
+        check_name(new)
 
         def body(conn: psycopg.Connection[Any]) -> None:
             pid = self._person_id(conn, old, "rename")
@@ -490,11 +490,6 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name.strip() or "\x00" in name:
-        raise GalleryError(f"a person's name must be a non-empty string without NUL characters, got {name!r}")
 
 
 def _check_vectors(location: str, faces: Sequence[FaceRecord]) -> tuple[str, int, list[NDArray[np.float32]]]:

@@ -22,10 +22,23 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from ..types import Box
+from ..errors import GalleryError
+from ..types import UNKNOWN, Box
 
 #: Version of the export file format (``Gallery.export``); bumped on incompatible change.
 EXPORT_FORMAT_VERSION = 1
+
+
+def check_name(name: str) -> str:
+    """A person's name: any unicode (slashes and quotes included), not blank, no control
+    characters, and not the reserved label ``"unknown"``."""
+    if not isinstance(name, str) or not name.strip():
+        raise GalleryError(f"a person's name must be a non-blank string, got {name!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise GalleryError(f"a person's name cannot hold control characters (newlines, tabs): {name!r}")
+    if name.strip().lower() == UNKNOWN:
+        raise GalleryError(f"{name!r} is reserved: identify labels faces nobody matches with it")
+    return name
 
 
 @dataclass(frozen=True)
