@@ -357,7 +357,7 @@ def main() -> None:
                         r["recall1_person"] = person_recall1(r.pop("_top"), truth, ds)
                     print(f"  {r}", file=sys.stderr)
                 rows += found
-                if ds == "clustered" and n == max(sizes):
+                if ds == "clustered" and n == max(sizes) and a.crossover:
                     curve = crossover(g, queries, [int(s) for s in a.crossover.split(",")])
                 del g, queries, truth
                 gc.collect()
