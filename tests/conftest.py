@@ -40,6 +40,18 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
         monkeypatch.delenv("FACEPRINT_MODELS", raising=False)
 
 
+@pytest.fixture(scope="session")
+def dat() -> Path:
+    """dlib's ResNet weights (face_recognition_models); skips when they are missing."""
+    from faceprint import models
+    from faceprint.errors import ModelUnavailableError
+
+    try:
+        return models.resolve("dlib", download=False)
+    except ModelUnavailableError as exc:
+        pytest.skip(f"dlib model missing: {exc}")
+
+
 @pytest.fixture
 def lfw() -> Path:
     return need(LFW / "pairsDevTest.txt").parent

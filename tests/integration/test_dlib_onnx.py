@@ -31,14 +31,6 @@ N_FACES = 48
 
 
 @pytest.fixture(scope="module")
-def dat() -> Path:
-    try:
-        return models.resolve("dlib", download=False)
-    except ModelUnavailableError as exc:
-        pytest.skip(f"dlib model missing: {exc}")
-
-
-@pytest.fixture(scope="module")
 def built(dat: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One conversion per module, into a private directory."""
     return build_onnx(dat, tmp_path_factory.mktemp("onnx") / ONNX_FILENAME)

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import lfw_chips
-from faceprint import models
 from faceprint.embedding.dlib_format import read_network
-from faceprint.errors import ModelUnavailableError
 from faceprint.types import Image
 
 TRAIN = "the torch twin needs the [train] extra: pip install 'faceprint[train]'"
@@ -29,14 +27,6 @@ from faceprint.embedding.dlib_onnx import (  # noqa: E402
 from faceprint.training.dlib_resnet import Affine, DlibResNet  # noqa: E402
 
 N_FACES = 32
-
-
-@pytest.fixture(scope="module")
-def dat() -> Path:
-    try:
-        return models.resolve("dlib", download=False)
-    except ModelUnavailableError as exc:
-        pytest.skip(f"dlib model missing: {exc}")
 
 
 @pytest.fixture(scope="module")
