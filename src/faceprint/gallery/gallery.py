@@ -9,10 +9,11 @@ A gallery couples a :class:`~.records.Store` (persistence, source of truth) with
   ``faceprint detect`` prints). Refusals are reported, never raised, so one bad photo does
   not stop a batch; all faces of one ``enroll`` call are committed in ONE transaction;
 * the same image (by sha256 of its bytes) enrolled twice for one person is a no-op;
-* people are ranked by :func:`~.scoring.person_scores` over candidate faces; the threshold
-  is the per-call argument, else the one stored with the gallery, else the open-set
-  threshold for the gallery's current number of people at the target stranger
-  false-alarm rate (stored ``far`` or 1%), derived again at every call;
+* people are ranked by their centroid's similarity (see :mod:`.scoring`) among the owners
+  of the most similar faces; the threshold is the per-call argument, else the one stored
+  with the gallery, else the open-set threshold for the gallery's current number of
+  people at the target stranger false-alarm rate (stored ``far`` or 1%), derived again at
+  every call;
 * the gallery is bound to the embedder of its first enrolment: vectors of another model
   raise :class:`~faceprint.errors.IncompatibleEmbeddingError`.
 
@@ -39,7 +40,7 @@ from ..types import Box, Face, Match, Recognition
 from .exchange import export_store, import_store
 from .records import FaceRecord, Person, Snapshot, Store, check_name
 from .results import EnrolledFace, EnrollReport, Identification, OperatingPoint, Refusal
-from .scoring import DEFAULT_FAR, open_set_threshold, person_scores
+from .scoring import DEFAULT_FAR, open_set_threshold
 
 if TYPE_CHECKING:
     from ..io import ImageInput
@@ -116,6 +117,7 @@ class Gallery:
         self.store = store
         self._recognizer = recognizer
         self._index: tuple[int, Snapshot, Any] | None = None
+        self._groups: tuple[int, dict[str, NDArray[np.intp]]] | None = None  # person -> snapshot rows
 
     @property
     def recognizer(self) -> Recognizer:
@@ -292,12 +294,8 @@ class Gallery:
         count = getattr(self.store, "count_people", None)
         return int(count()) if callable(count) else len(self.store.people())
 
-    def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
-        """The ``k`` most similar enrolled faces of each query: (face_id, person, similarity)."""
-        own = getattr(self.store, "search_faces", None)
-        if callable(own):
-            result: list[list[tuple[str, str, float]]] = own(queries, k)
-            return result
+    def _local_index(self) -> None:
+        """(Re)build the in-process search index when the store's generation has moved."""
         gen = self.store.generation()
         if self._index is None or self._index[0] != gen:
             from .index import open_index
@@ -305,6 +303,15 @@ class Gallery:
             snap = self.store.snapshot()
             path = getattr(self.store, "index_path", None)
             self._index = (snap.generation, snap, open_index(snap, path) if snap.face_ids else None)
+
+    def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
+        """The ``k`` most similar enrolled faces of each query: (face_id, person, similarity)."""
+        own = getattr(self.store, "search_faces", None)
+        if callable(own):
+            result: list[list[tuple[str, str, float]]] = own(queries, k)
+            return result
+        self._local_index()
+        assert self._index is not None
         _, snap, index = self._index
         if index is None:
             return [[] for _ in range(len(queries))]
@@ -314,12 +321,40 @@ class Gallery:
             for srow, rrow in zip(sims, rows, strict=True)
         ]
 
+    def centroids(self, names: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        """Each named person's centroid (mean face vector re-normalised to unit length); the
+        store computes them when it can (PostgreSQL), else the local snapshot does."""
+        own = getattr(self.store, "centroids", None)
+        if callable(own):
+            result: dict[str, NDArray[np.float32]] = own(names)
+            return result
+        self._local_index()
+        assert self._index is not None
+        _, snap, _ = self._index
+        if self._groups is None or self._groups[0] != snap.generation:
+            persons = np.asarray(snap.persons, dtype=object)
+            order = np.argsort(persons, kind="stable")
+            uniq, starts = np.unique(persons[order], return_index=True)
+            bounds = np.append(starts, len(order))
+            rows = {str(n): order[bounds[i] : bounds[i + 1]] for i, n in enumerate(uniq)}
+            self._groups = (snap.generation, rows)
+        groups = self._groups[1]
+        out: dict[str, NDArray[np.float32]] = {}
+        for name in names:
+            r = groups.get(name)
+            if r is not None:
+                v = snap.vectors[r].sum(axis=0, dtype=np.float64)
+                out[name] = (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+        return out
+
     def _rank(self, faces: Sequence[Face], top_k: int) -> list[tuple[Match, ...]]:
         """The ``top_k`` best people of each face, by person-level score.
 
-        ``10 * top_k`` (at least 50) candidate faces usually hold ``top_k`` people; when a
-        query's candidates fill the whole ``k`` yet name fewer people (people with many
-        faces), the search is repeated with a larger ``k``, up to every face.
+        People are scored by their centroid (see :mod:`.scoring`: it beat the best single
+        face on LFW dev) among the people owning the ``10 * top_k`` (at least 50) faces
+        most similar to the probe. When a query's candidates fill the whole ``k`` yet name
+        fewer than ``top_k`` people (people with many faces), the search is repeated with a
+        larger ``k``, up to every face. ``Match.face_id`` is the person's most similar face.
         """
         if not faces:
             return []
@@ -331,13 +366,19 @@ class Gallery:
             if not short:
                 break
             k *= 4
-        out: list[tuple[Match, ...]] = []
+        best_faces: list[dict[str, str]] = []
         for cand in cands:
             best_face: dict[str, str] = {}
             for fid, person, _ in cand:  # candidates are best first: keep each person's best
                 best_face.setdefault(person, fid)
-            scores = person_scores(np.array([c[2] for c in cand], np.float32), [c[1] for c in cand])
-            out.append(tuple(Match(p, s, best_face[p]) for p, s in scores[:top_k]))
+            best_faces.append(best_face)
+        cent = self.centroids(sorted({p for bf in best_faces for p in bf}))
+        out: list[tuple[Match, ...]] = []
+        for q, best_face in zip(queries, best_faces, strict=True):
+            names = [p for p in best_face if p in cent]  # a person removed meanwhile drops out
+            sims = np.array([float(np.dot(cent[p], q)) for p in names], dtype=np.float64)
+            ranked = sorted(zip(names, sims.tolist(), strict=True), key=lambda t: (-t[1], t[0]))
+            out.append(tuple(Match(p, s, best_face[p]) for p, s in ranked[:top_k]))
         return out
 
     def identify(

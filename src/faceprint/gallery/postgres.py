@@ -482,6 +482,30 @@ class PostgresStore:
 
         return self._run("search faces", run)
 
+    def centroids(self, names: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        """Each named person's centroid: the mean of their face vectors re-normalised to unit
+        length (the gallery's person-level score, see :mod:`.scoring`), computed by the server
+        (pgvector's ``avg``) in one round trip. Unknown names are absent from the result."""
+        if not names:
+            return {}
+
+        def q(conn: psycopg.Connection[Any]) -> dict[str, NDArray[np.float32]]:
+            with conn.cursor(binary=True) as cur:
+                rows = cur.execute(
+                    "SELECT p.name, avg(f.vector) FROM faceprint.faces f "
+                    "JOIN faceprint.people p ON p.id = f.person_id "
+                    "WHERE p.name = ANY(%s) GROUP BY p.name",
+                    (list(names),),
+                ).fetchall()
+            out: dict[str, NDArray[np.float32]] = {}
+            for name, mean in rows:
+                v = _vec(mean)
+                norm = float(np.linalg.norm(v))
+                out[name] = v / norm if norm > 0 else v
+            return out
+
+        return self._run("read person centroids", q)
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

@@ -4,24 +4,26 @@ Conventions: similarities are cosine similarities of unit vectors (higher = more
 a *stranger* is a probe whose person is not enrolled; FAR is the probability that a
 stranger's best person score reaches the threshold, i.e. that a stranger is named.
 
-**Person-level scores.** A person may own several faces. :func:`person_scores` turns
-the similarities of one probe against candidate faces into one score per person:
+**Person-level scores.** A person may own several faces. The :class:`~.gallery.Gallery`
+scores a person by the probe's cosine similarity with the person's *centroid*: the mean of
+their face vectors re-normalised to unit length (over the people owning the faces nearest
+the probe; on PostgreSQL the server averages the vectors). The alternatives, which need
+only face similarities, are kept here for measurement (:func:`person_scores`):
 
-* ``"max"``: the best face (``DEFAULT_METHOD``);
+* ``"max"``: the best face;
 * ``"mean"``: the mean of the person's face similarities, which equals the probe's
   similarity with the person's *un-normalised* mean vector;
 * ``"top2"``: the mean of the two best faces (the best alone for a one-face person).
 
-The re-normalised mean vector (centroid) needs the vectors: :func:`person_centroids`
-gives one unit row per person, scored with ``"max"``. Measured on LFW dev with up to two
-enrolled faces per person (``bench/identification.py``, 1,165 people, 1,493 known and
-1,930 stranger probes), DIR at a 1% stranger false-alarm rate was: centroid 65.4%,
-max 63.2%, mean = top2 58.6% (on the 732 probes of people with two faces: 77.9%, 69.0%,
-55.2%). So galleries that can should search per-person centroids; among the methods that
-work from face similarities alone (e.g. ANN candidates), ``"max"`` is best and is the
-default. Cohort score normalisation (z-scoring the top score against the probe's scores
-with the other people) did not raise DIR@FAR=1% (all: 18.5%, top-200: 57.1%, top-50:
-52.5%, none: 57.0%) and is not used.
+Measured on LFW dev with up to two enrolled faces per person (``bench/identification.py``,
+1,165 people, 1,493 known and 1,930 stranger probes), DIR at a 1% stranger false-alarm
+rate was: centroid 65.4%, max 63.2%, mean = top2 58.6% (on the 732 probes of people with
+two faces: 77.9%, 69.0%, 55.2%). Hence centroids. The open-set threshold below is fitted
+on single-face impostor scores; a centroid of several faces of one person scores a
+stranger no higher than its best face does (to within about 1% for faces ~0.9 apart), so
+the threshold stays on the safe side. Cohort score normalisation (z-scoring the top score
+against the probe's scores with the other people) did not raise DIR@FAR=1% (all: 18.5%,
+top-200: 57.1%, top-50: 52.5%, none: 57.0%) and is not used.
 
 **Why the threshold grows with the gallery.** Compared with K enrolled people, a
 stranger is named when the best of K impostor scores reaches t. With F the CDF of one
@@ -54,8 +56,8 @@ from numpy.typing import NDArray
 
 from ..errors import GalleryError
 
-#: Person-level aggregation used when none is named: the best of the methods that need
-#: only face similarities, on LFW dev (centroids do better where vectors are at hand).
+#: Aggregation of :func:`person_scores` when none is named: the best, on LFW dev, of the
+#: methods that need only face similarities (the Gallery itself uses centroids).
 DEFAULT_METHOD = "max"
 METHODS = ("max", "mean", "top2")
 #: Default target stranger false-alarm rate of a gallery's open-set threshold.
