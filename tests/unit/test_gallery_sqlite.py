@@ -161,7 +161,6 @@ def test_default_location_and_backend_choice(tmp_path: Path, monkeypatch: pytest
 def test_person_ranking_reaches_past_people_with_many_faces(tmp_path: Path) -> None:
     """60 faces of one person closer than anyone else must not hide the second person."""
     from faceprint.gallery.gallery import Gallery
-    from faceprint.types import Face
 
     q = np.zeros(8, np.float32)
     q[0] = 1.0
@@ -173,7 +172,7 @@ def test_person_ranking_reaches_past_people_with_many_faces(tmp_path: Path) -> N
     s.add_faces("many", [FaceRecord(uuid.uuid4().hex, "many", v, "dlib-onnx@resnet_v1") for v in near])
     s.add_faces("one", [FaceRecord(uuid.uuid4().hex, "one", far, "dlib-onnx@resnet_v1")])
     g = Gallery(s)  # no recognizer is needed to rank stored vectors
-    (matches,) = g._rank([Face(Box(0, 0, 1, 1), 1.0, embedding=q)], top_k=2)
+    (matches,) = g.rank(q[None, :], top_k=2)
     assert [m.identity for m in matches] == ["many", "one"]
     assert matches[1].similarity == pytest.approx(0.0, abs=1e-6)
     op = g.operating_point()

@@ -25,6 +25,7 @@ store's ``index_path``), rebuilt when the store's generation moves.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -107,6 +108,12 @@ def _choose(faces: list[Face], face: FaceChoice) -> Face | str:
             "(--face largest) or an index"
         )
     return faces[0]
+
+
+def _vectors(faces: Sequence[Face]) -> NDArray[np.float32]:
+    if not faces:
+        return np.zeros((0, 0), np.float32)
+    return np.stack([np.asarray(f.embedding, dtype=np.float32) for f in faces])
 
 
 class Gallery:
@@ -266,6 +273,15 @@ class Gallery:
             return OperatingPoint(float(threshold), "argument", model, people)
         stored = self.store.get_setting("threshold")
         if stored is not None:
+            cal = self.calibration()
+            if cal is not None and float(cal["threshold"]) == float(stored):
+                if bound is not None and cal.get("model") != bound[0]:
+                    raise IncompatibleEmbeddingError(
+                        f"gallery {self.store.location} was calibrated with {cal.get('model')} but holds "
+                        f"vectors of {bound[0]}: calibrate it again with its own embedder"
+                    )
+                note = f"TAR {cal.get('tar')} at FAR {cal.get('far_target')} on {cal.get('source')}"
+                return OperatingPoint(float(stored), "calibrated", model, people, cal.get("far_target"), note)
             return OperatingPoint(float(stored), "gallery", model, people)
         far = float(self.store.get_setting("far") or DEFAULT_FAR)
         try:
@@ -347,8 +363,10 @@ class Gallery:
                 out[name] = (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
         return out
 
-    def _rank(self, faces: Sequence[Face], top_k: int) -> list[tuple[Match, ...]]:
-        """The ``top_k`` best people of each face, by person-level score.
+    def rank(self, queries: NDArray[np.float32], top_k: int) -> list[tuple[Match, ...]]:
+        """The ``top_k`` best people for each row of ``queries`` (unit vectors of the gallery's
+        model, e.g. ``Face.embedding``), best first, by person-level score, whatever the
+        threshold. Evaluators call this with vectors they embedded themselves.
 
         People are scored by their centroid (see :mod:`.scoring`: it beat the best single
         face on LFW dev) among the people owning the ``10 * top_k`` (at least 50) faces
@@ -356,9 +374,9 @@ class Gallery:
         fewer than ``top_k`` people (people with many faces), the search is repeated with a
         larger ``k``, up to every face. ``Match.face_id`` is the person's most similar face.
         """
-        if not faces:
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or len(queries) == 0:
             return []
-        queries = np.stack([np.asarray(f.embedding, dtype=np.float32) for f in faces])
         k = max(50, 10 * top_k)
         while True:
             cands = self.search_faces(queries, k)
@@ -396,7 +414,7 @@ class Gallery:
         images = _as_list(images)
         per_image = self.recognizer.process_batch(images, progress=progress)
         flat = [f for fs in per_image for f in fs]
-        ranked = iter(self._rank(flat, top_k))
+        ranked = iter(self.rank(_vectors(flat), top_k))
         results = tuple(tuple(Recognition(f, next(ranked), op.threshold) for f in fs) for fs in per_image)
         labels = tuple(str(im) if not isinstance(im, np.ndarray | bytes) else f"image #{i + 1}"
                        for i, im in enumerate(images))  # fmt: skip
@@ -412,7 +430,7 @@ class Gallery:
                 f"{image if isinstance(image, str | Path) else 'image'}: expected a face, found none"
             )
         probe = max(faces, key=lambda f: f.box.area)
-        (matches,) = self._rank([probe], top_k)
+        (matches,) = self.rank(_vectors([probe]), top_k)
         return Recognition(probe, matches, self.operating_point().threshold)
 
     # -- management -------------------------------------------------------------------
@@ -436,7 +454,36 @@ class Gallery:
         """Store a fixed threshold with the gallery (``None``: back to the open-set one)."""
         if value is not None and not -1.0 <= value <= 1.0:
             raise GalleryError(f"a threshold is a cosine similarity in [-1, 1], got {value}")
+        self.store.set_setting("calibration", None)
         self.store.set_setting("threshold", None if value is None else repr(float(value)))
+
+    def calibration(self) -> dict[str, Any] | None:
+        """The record stored by :meth:`set_calibration`, if any."""
+        raw = self.store.get_setting("calibration")
+        if raw is None:
+            return None
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            return None
+        return rec if isinstance(rec, dict) and "threshold" in rec else None
+
+    def set_calibration(self, record: Mapping[str, Any]) -> None:
+        """Store a threshold calibrated on the user's data (``faceprint calibrate``), with its
+        record (``threshold``, ``model``, ``far_target``, ``tar``, ``source``...). A gallery
+        bound to another model refuses it: similarities of two models are not comparable."""
+        bound = self.store.model()
+        model = str(record.get("model", ""))
+        if bound is not None and model != bound[0]:
+            raise IncompatibleEmbeddingError(
+                f"gallery {self.store.location} holds vectors of {bound[0]}; this calibration was made with "
+                f"{model or 'an unknown model'} (calibrate with the gallery's embedder)"
+            )
+        thr = float(record["threshold"])
+        if not -1.0 <= thr <= 1.0:
+            raise GalleryError(f"a threshold is a cosine similarity in [-1, 1], got {thr}")
+        self.store.set_setting("calibration", json.dumps(dict(record), sort_keys=True))
+        self.store.set_setting("threshold", repr(thr))
 
     def set_far(self, value: float | None) -> None:
         """Store the target stranger false-alarm rate of the open-set threshold."""

@@ -60,7 +60,8 @@ class EnrollReport:
 @dataclass(frozen=True)
 class OperatingPoint:
     """The threshold an identification used and where it came from: ``"argument"``,
-    ``"gallery"`` (stored), ``"open-set"`` (target ``far`` for ``people`` people) or
+    ``"gallery"`` (stored), ``"calibrated"`` (stored by ``faceprint calibrate``),
+    ``"open-set"`` (target ``far`` for ``people`` people) or
     ``"embedder default"`` (no impostor distribution for the model; ``note`` says why)."""
 
     threshold: float
