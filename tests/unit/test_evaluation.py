@@ -29,8 +29,9 @@ def test_roc_auc_and_tar() -> None:
     y = np.array([1, 1, 1, 0, 0, 0], bool)
     r = metrics.roc(s, y)
     assert r.auc == pytest.approx(1.0)
-    tar, _ = r.tar_at_far(0.0)
-    assert tar == 1.0
+    point = r.tar_at_far(1 / 3)  # the smallest FAR that 3 impostors resolve
+    assert point.reachable and point.tar == 1.0
+    assert not r.tar_at_far(0.0).reachable
     r2 = metrics.roc(s, ~y)
     assert r2.auc == pytest.approx(0.0)
 

@@ -118,7 +118,11 @@ def central_face(faces: list[Face], shape: tuple[int, ...]) -> Face | None:
 
 @dataclass(frozen=True)
 class ProtocolResult:
-    """Accuracy of a pairs protocol run: mean/std over folds, and the threshold(s) used."""
+    """Accuracy of a pairs protocol run: mean/std over folds, and the threshold(s) used.
+
+    ``auc`` is ``None`` when a class is empty; ``tar_at_far_1e3`` is ``None`` also when
+    there are fewer than 1,000 different-person pairs, too few to resolve a FAR of 1e-3.
+    """
 
     protocol: str
     accuracy_mean: float
@@ -126,8 +130,8 @@ class ProtocolResult:
     threshold: float
     fold_accuracies: tuple[float, ...]
     fold_thresholds: tuple[float, ...]
-    auc: float
-    tar_at_far_1e3: float
+    auc: float | None
+    tar_at_far_1e3: float | None
 
 
 def _folds_cv(
@@ -160,7 +164,7 @@ def score_protocol(
     labels = np.asarray(labels, dtype=bool)
     curve = metrics.roc(scores, labels)
     auc = curve.auc
-    tar, _ = curve.tar_at_far(1e-3)
+    tar = curve.tar_at_far(1e-3).tar
     rng = np.random.default_rng(seed)
     if train is not None:
         thr, _ = metrics.best_threshold(*train)
