@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine, shared_dir, write_json
+from faceprint.evaluation import metrics
 from faceprint.evaluation.pairs import central_face, read_pairs
 from faceprint.gallery import scoring
 
@@ -208,21 +209,19 @@ def score_face_recognition(proto: Protocol, vec: dict[Path, np.ndarray | None]) 
     return Scored(kt, correct, ut, len({n for n, _ in g}))
 
 
-def at_threshold(s: Scored, t: float) -> dict[str, float]:
+def at_threshold(s: Scored, t: float) -> dict[str, float | None]:
     """Stranger false-alarm rate and DIR when a score >= ``t`` names someone."""
     return {
         "threshold": t,
-        "far": float(np.mean(s.unknown_top >= t)),
-        "dir": float(np.mean(s.known_correct & (s.known_top >= t))),
+        "far": metrics.false_alarm_rate(s.unknown_top, t),
+        "dir": metrics.dir_at_threshold(s.known_top, s.known_correct, t),
     }
 
 
-def dir_at_far(s: Scored, far: float) -> dict[str, float]:
+def dir_at_far(s: Scored, far: float) -> dict[str, float | None]:
     """DIR at the lowest threshold that names at most ``far`` of the strangers."""
-    u = np.sort(s.unknown_top[np.isfinite(s.unknown_top)])[::-1]
-    k = int(np.floor(far * len(s.unknown_top)))  # strangers allowed above the threshold
-    t = float(np.nextafter(u[k], np.inf)) if k < len(u) else -np.inf
-    return at_threshold(s, t)
+    p = metrics.dir_at_far(s.known_top, s.known_correct, s.unknown_top, far)
+    return {"threshold": p.threshold, "far": p.far, "dir": p.dir}
 
 
 def summarise(s: Scored) -> dict[str, Any]:
