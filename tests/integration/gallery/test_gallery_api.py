@@ -224,3 +224,16 @@ def test_export_from_a_future_version_is_refused(
     garbage.write_text("hello\n")
     with pytest.raises(GalleryError, match="expected a faceprint gallery export"):
         gallery.import_(garbage)
+
+
+def test_calibration_is_stored_and_bound_to_the_model(knn_gallery: Gallery) -> None:
+    rec = {"threshold": 0.93, "model": "dlib-onnx@resnet_v1", "far_target": 0.001, "tar": 0.9, "source": "x"}
+    knn_gallery.set_calibration(rec)
+    op = knn_gallery.operating_point()
+    assert (op.source, op.threshold, op.far) == ("calibrated", 0.93, 0.001) and "TAR 0.9" in op.note
+    assert knn_gallery.calibration() == rec
+    assert knn_gallery.identify([KNN / "test" / "obama1.jpg"]).operating_point.source == "calibrated"
+    with pytest.raises(IncompatibleEmbeddingError, match="calibrate with the gallery's embedder"):
+        knn_gallery.set_calibration({**rec, "model": "dlib@resnet_v1"})
+    knn_gallery.set_threshold(0.95)  # a manual threshold replaces the calibration
+    assert knn_gallery.operating_point().source == "gallery" and knn_gallery.calibration() is None
