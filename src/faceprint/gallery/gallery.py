@@ -19,7 +19,9 @@ A gallery couples a :class:`~.records.Store` (persistence, source of truth) with
 
 Candidate faces come from the store's own ``search_faces`` when it has one (PostgreSQL +
 pgvector), else from an index over ``store.snapshot()`` (exact, or HNSW persisted at the
-store's ``index_path``), rebuilt when the store's generation moves.
+store's ``index_path``), brought up to date when the store's generation moves
+(:func:`~.index.refresh_index`: enrolments since the graph was built are searched exactly
+beside it until there are enough to justify a rebuild).
 """
 
 from __future__ import annotations
@@ -311,14 +313,16 @@ class Gallery:
         return int(count()) if callable(count) else len(self.store.people())
 
     def _local_index(self) -> None:
-        """(Re)build the in-process search index when the store's generation has moved."""
+        """Bring the in-process search index up to the store's generation: the HNSW graph of a
+        large gallery is updated with the faces enrolled or removed since, not rebuilt."""
         gen = self.store.generation()
         if self._index is None or self._index[0] != gen:
-            from .index import open_index
+            from .index import refresh_index
 
             snap = self.store.snapshot()
             path = getattr(self.store, "index_path", None)
-            self._index = (snap.generation, snap, open_index(snap, path) if snap.face_ids else None)
+            old = self._index[2] if self._index is not None else None
+            self._index = (snap.generation, snap, refresh_index(old, snap, path) if snap.face_ids else None)
 
     def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
         """The ``k`` most similar enrolled faces of each query: (face_id, person, similarity)."""
