@@ -1,4 +1,5 @@
-"""``faceprint`` entry point: detect, verify, enroll, identify, lookalike, gallery, models, eval.
+"""``faceprint`` entry point: detect, verify, enroll, identify, lookalike, gallery, models, eval,
+calibrate.
 
 Exit codes: 0 success, 1 error (one line on stderr, never a traceback), 2 usage error.
 """
@@ -12,7 +13,7 @@ import typer
 
 from ..errors import FaceprintError
 from . import common
-from .evaluate import eval_app
+from .evaluate import calibrate, eval_app
 from .gallery import enroll, gallery_app, identify, lookalike
 from .models import models_app
 
@@ -29,6 +30,7 @@ app.add_typer(gallery_app, name="gallery")
 app.command()(enroll)
 app.command()(identify)
 app.command()(lookalike)
+app.command()(calibrate)
 
 DetectorOpt = Annotated[
     str | None,

@@ -1,15 +1,20 @@
-"""Run the LFW pairs protocol end to end: embed each unique image once, then score.
+"""``faceprint eval lfw`` and ``faceprint eval pairs``: 1:1 verification end to end.
 
-Each image's face is the detection nearest the image centre. An image with no face is
-kept: its pairs score :data:`metrics.NO_FACE_SCORE` and count as "different", and the
-number of such images is reported.
+* :func:`evaluate_lfw` runs an LFW pairs file (View 1 or View 2, :mod:`.pairs`) under an
+  LFW root. Each image's face is the detection nearest the image centre (LFW labels that
+  one).
+* :func:`evaluate_dir` builds seeded, balanced pairs from a folder of the user's own
+  labelled faces (``DIR/<person>/<image>``, :mod:`.folders`) and runs the same analysis;
+  each image's face is the largest.
+
+Both embed every distinct image once, on every core (:mod:`.embedset`), and return the
+JSON-ready report of :func:`.verification.analyse` plus the dataset's counts.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,71 +22,62 @@ import numpy as np
 
 from ..errors import EvaluationError
 from ..recognizer import Recognizer
-from ..types import Embedding, Face, Image
-from . import metrics
-from .pairs import PairsFile, central_face, read_pairs, score_protocol
+from .embedset import EmbeddingCache, PipelineSpec, embed_images
+from .folders import make_pairs, read_labelled_dir
+from .pairs import PairsFile, read_pairs
+from .verification import PairSet, analyse, describe, finish, image_counts
+
+Progress = Callable[[int], None]
 
 
-@dataclass(frozen=True)
-class LfwReport:
-    """What ``faceprint eval lfw`` prints and writes as JSON."""
-
-    protocol: str
-    accuracy_mean: float
-    accuracy_std: float
-    threshold: float
-    auc: float
-    tar_at_far_1e3: float
-    pairs: int
-    images: int
-    no_face_images: int
-    seconds: float
-    detector: str
-    embedder: str
-    pairs_file: str
-    train_pairs_file: str | None
-    fold_accuracies: tuple[float, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def _pairset(pf: PairsFile, root: Path) -> PairSet:
+    a, b = zip(*(pr.paths(root) for pr in pf.pairs), strict=True) if pf.pairs else ((), ())
+    folds = np.array([p.fold for p in pf.pairs], dtype=np.int64)
+    return PairSet(list(a), list(b), pf.labels(), folds)
 
 
-def pair_scores(pf: PairsFile, root: Path, vectors: dict[Path, Embedding | None]) -> np.ndarray:
-    """Cosine similarity per pair; :data:`metrics.NO_FACE_SCORE` where a face is missing."""
-    out = np.empty(len(pf.pairs), dtype=np.float64)
-    for i, pr in enumerate(pf.pairs):
-        a, b = (vectors[p] for p in pr.paths(root))
-        out[i] = metrics.NO_FACE_SCORE if a is None or b is None else float(np.dot(a, b))
-    return out
+def _embed(
+    pipeline: PipelineSpec | Recognizer,
+    paths: list[Path],
+    pick: str,
+    workers: int | None,
+    progress: Progress | None,
+    on_total: Progress | None,
+    cache: EmbeddingCache | None = None,
+) -> dict[Path, Any]:
+    if on_total is not None:
+        on_total(len(paths))
+    return embed_images(pipeline, paths, pick=pick, workers=workers, progress=progress, cache=cache)
 
 
-def embed_images(
-    recognizer: Recognizer, paths: list[Path], progress: Callable[[int], None] | None = None
-) -> dict[Path, Embedding | None]:
-    """The central face's vector for each image path (``None`` when no face is found)."""
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise EvaluationError(
-            f"{len(missing)} image(s) named by the pairs file are missing, e.g. {missing[0]}"
-        )
+def _names(pipeline: PipelineSpec | Recognizer) -> tuple[str, str]:
+    rec = pipeline if isinstance(pipeline, Recognizer) else None
+    if rec is not None:
+        return rec.detector_name, rec.embedder_name
+    from ..recognizer import DEFAULT_EMBEDDER, default_detector_name
 
-    def pick(faces: list[Face], img: Image) -> list[Face]:
-        c = central_face(faces, img.shape)
-        return [c] if c is not None else []
-
-    results = recognizer.process_batch([str(p) for p in paths], select=pick, progress=progress)
-    return {p: (fs[0].embedding if fs else None) for p, fs in zip(paths, results, strict=True)}
+    assert isinstance(pipeline, PipelineSpec)
+    det = pipeline.detector or default_detector_name()
+    emb = (pipeline.embedder or DEFAULT_EMBEDDER) + ("+flip" if pipeline.flip else "")
+    return det, emb
 
 
 def evaluate_lfw(
-    recognizer: Recognizer,
+    pipeline: PipelineSpec | Recognizer,
     root: str | Path,
     pairs: str | Path,
     train_pairs: str | Path | None = None,
-    progress: Callable[[int], None] | None = None,
-    on_total: Callable[[int], None] | None = None,
-) -> LfwReport:
-    """Score ``pairs`` under root ``root`` (see :mod:`faceprint.evaluation.pairs`)."""
+    *,
+    exclude_failures: bool = False,
+    workers: int | None = None,
+    plots_dir: Path | None = None,
+    report_path: Path | None = None,
+    progress: Progress | None = None,
+    on_total: Progress | None = None,
+    cache: EmbeddingCache | None = None,
+) -> dict[str, Any]:
+    """Score ``pairs`` under ``root`` (View 2: 10 folds; with ``train_pairs``: threshold
+    fitted on that file; else seeded 10-fold cross-validation; see :mod:`.pairs`)."""
     t0 = time.perf_counter()
     root = Path(root)
     if not root.is_dir():
@@ -90,27 +86,82 @@ def evaluate_lfw(
     train = read_pairs(train_pairs) if train_pairs else None
     files = [test] + ([train] if train else [])
     paths = sorted({p for pf in files for pr in pf.pairs for p in pr.paths(root)})
-    if on_total is not None:
-        on_total(len(paths))
-    vectors = embed_images(recognizer, paths, progress)
-    scores = pair_scores(test, root, vectors)
-    fold_ids = np.array([p.fold for p in test.pairs])
-    train_sl = (pair_scores(train, root, vectors), train.labels()) if train else None
-    res = score_protocol(scores, test.labels(), folds=fold_ids, train=train_sl)
-    return LfwReport(
-        protocol=res.protocol,
-        accuracy_mean=res.accuracy_mean,
-        accuracy_std=res.accuracy_std,
-        threshold=res.threshold,
-        auc=res.auc,
-        tar_at_far_1e3=res.tar_at_far_1e3,
-        pairs=len(test.pairs),
-        images=len(paths),
-        no_face_images=sum(v is None for v in vectors.values()),
-        seconds=round(time.perf_counter() - t0, 2),
-        detector=recognizer.detector_name,
-        embedder=recognizer.embedder_name,
-        pairs_file=str(pairs),
-        train_pairs_file=str(train_pairs) if train_pairs else None,
-        fold_accuracies=res.fold_accuracies,
-    )
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise EvaluationError(
+            f"{len(missing)} image(s) named by the pairs file(s) are missing, e.g. {missing[0]}"
+        )
+    results = _embed(pipeline, paths, "central", workers, progress, on_total, cache)
+    ps = _pairset(test, root).score(results)
+    train_sl = None
+    if train is not None:
+        tr = _pairset(train, root).score(results)
+        if exclude_failures:
+            tr = tr.subset(~tr.failed)
+        train_sl = (tr.scores, tr.labels)
+    excluded = int(ps.failed.sum()) if exclude_failures else None
+    if exclude_failures:
+        ps = ps.subset(~ps.failed)
+    rep = analyse(ps, train_sl)
+    det, emb = _names(pipeline)
+    rep.update(image_counts(results))
+    rep.update(
+        kind="lfw", excluded_pairs=excluded, detector=det, embedder=emb,
+        pairs_file=str(pairs), train_pairs_file=str(train_pairs) if train_pairs else None,
+    )  # fmt: skip
+    notes = [("dataset", f"LFW root {root}"), ("pairs", str(pairs))]
+    if train_pairs:
+        notes.append(("threshold fitted on", str(train_pairs)))
+    notes.append(("protocol", rep["protocol"]))
+    if excluded is not None:
+        notes.append(("--exclude-failures", f"used: {excluded} pair(s) with no face dropped"))
+    return finish(
+        rep, ps, title=f"LFW verification: {det} + {emb}", description=describe(pipeline, notes),
+        plots_dir=plots_dir, report_path=report_path, started=t0,
+        label=lambda p: p.stem,
+    )  # fmt: skip
+
+
+def evaluate_dir(
+    pipeline: PipelineSpec | Recognizer,
+    root: str | Path,
+    *,
+    per_class: int = 3000,
+    seed: int = 0,
+    exclude_failures: bool = False,
+    workers: int | None = None,
+    plots_dir: Path | None = None,
+    report_path: Path | None = None,
+    progress: Progress | None = None,
+    on_total: Progress | None = None,
+    cache: EmbeddingCache | None = None,
+) -> dict[str, Any]:
+    """Verification on pairs drawn from ``root/<person>/<image>`` (see :mod:`.folders`):
+    the threshold is cross-validated over 10 folds (person-disjoint with 20+ people)."""
+    t0 = time.perf_counter()
+    people = read_labelled_dir(root)
+    lp = make_pairs(people, per_class=per_class, seed=seed)
+    paths = sorted(set(lp.a) | set(lp.b))
+    results = _embed(pipeline, paths, "largest", workers, progress, on_total, cache)
+    ps = PairSet(list(lp.a), list(lp.b), lp.same, lp.folds).score(results)
+    excluded = int(ps.failed.sum()) if exclude_failures else None
+    if exclude_failures:
+        ps = ps.subset(~ps.failed)
+    rep = analyse(ps)
+    det, emb = _names(pipeline)
+    rep.update(image_counts(results))
+    rep.update(
+        kind="pairs", excluded_pairs=excluded, detector=det, embedder=emb, dir=str(root),
+        people=len(people), seed=seed, note=lp.note,
+    )  # fmt: skip
+    notes = [("dataset", f"{root}: {len(people)} people, {sum(map(len, people.values()))} images")]
+    notes.append(("pairs", f"{rep['genuine_pairs']} same + {rep['impostor_pairs']} different, seed {seed}"))
+    if lp.note:
+        notes.append(("note", lp.note))
+    if excluded is not None:
+        notes.append(("--exclude-failures", f"used: {excluded} pair(s) with no face dropped"))
+    return finish(
+        rep, ps, title=f"Verification on {Path(root).name}: {det} + {emb}",
+        description=describe(pipeline, notes), plots_dir=plots_dir, report_path=report_path,
+        started=t0, label=lambda p: f"{p.parent.name}/{p.name}",
+    )  # fmt: skip

@@ -1,0 +1,178 @@
+"""``faceprint calibrate``: the threshold that reaches a target false-accept rate on the
+user's own faces (or a pairs file), optionally stored with a gallery.
+
+Where the impostor scores come from:
+
+* ``--dir DIR`` (``DIR/<person>/<image>``): *every* pair of images of two different
+  people (all of them, not a sample: a FAR of 1e-3 needs thousands of impostor pairs to
+  be resolved; above :data:`MAX_IMPOSTORS` a seeded Bernoulli sample of about that many),
+  and every same-person pair for the TAR;
+* ``--pairs FILE --root DIR``: the pairs of an LFW-format file.
+
+The threshold is the smallest cosine similarity at which at most ``far`` of the impostor
+pairs are accepted (:func:`metrics.threshold_at_far`); a target below 1 / #impostors is
+refused as unreachable rather than guessed. The TAR is the fraction of same-person pairs
+accepted at that threshold. Failures to detect count as rejections (they lower the TAR).
+
+Stored with a gallery (``--gallery``), the threshold replaces the gallery's open-set
+default for every later ``identify`` (``OperatingPoint.source == "calibrated"``), and the
+calibration record (target, TAR, pair counts, data, model, date) is kept beside it. A
+gallery bound to another embedder refuses it (:class:`IncompatibleEmbeddingError`): a
+threshold means nothing for another model's similarities.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import EvaluationError
+from ..recognizer import Recognizer
+from . import metrics
+from .embedset import EmbeddingCache, PipelineSpec, embed_images
+from .folders import read_labelled_dir
+from .lfw import _names, _pairset
+from .pairs import read_pairs
+
+Progress = Callable[[int], None]
+#: Impostor pairs used at most (sampled with the seed beyond): enough to resolve 1e-6.
+MAX_IMPOSTORS = 5_000_000
+#: Rows of the similarity matrix computed at once.
+BLOCK = 1024
+
+
+def dir_pair_scores(
+    pipeline: PipelineSpec | Recognizer,
+    root: Path,
+    seed: int,
+    workers: int | None,
+    progress: Progress | None,
+    on_total: Progress | None,
+    cache: EmbeddingCache | None,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(scores, labels, images, images with no face) of every pair of images in the labelled
+    folder ``root`` (impostors sampled down to :data:`MAX_IMPOSTORS` with ``seed``)."""
+    people = read_labelled_dir(root)
+    paths = [p for n in sorted(people) for p in people[n]]
+    if on_total is not None:
+        on_total(len(paths))
+    res = embed_images(pipeline, paths, pick="largest", workers=workers, progress=progress, cache=cache)
+    who = np.array([i for i, n in enumerate(sorted(people)) for _ in people[n]])
+    ok = np.array([res[p].vector is not None for p in paths])
+    dim = next((len(r.vector) for r in res.values() if r.vector is not None), 0)
+    if dim == 0:
+        raise EvaluationError(f"{root}: no face found in any image")
+    zero = np.zeros(dim, np.float32)
+    vecs = np.stack([v if (v := res[p].vector) is not None else zero for p in paths])
+    n = len(paths)
+    n_imp_total = (n * n - int(np.bincount(who).astype(np.int64) @ np.bincount(who))) // 2
+    keep = min(1.0, MAX_IMPOSTORS / max(n_imp_total, 1))
+    rng = np.random.default_rng(seed)
+    gens: list[np.ndarray] = []
+    imps: list[np.ndarray] = []
+    # Row blocks of the upper triangle: memory stays ~(block x n), whatever n is.
+    for start in range(0, n, BLOCK):
+        stop = min(n, start + BLOCK)
+        sims = (vecs[start:stop] @ vecs[start:].T).astype(np.float64)
+        r, c = np.nonzero(np.arange(start, stop)[:, None] < np.arange(start, n)[None, :])
+        ri, ci = r + start, c + start
+        sc = np.where(ok[ri] & ok[ci], sims[r, c], metrics.NO_FACE_SCORE)
+        same = who[ri] == who[ci]
+        gens.append(sc[same])
+        imp = sc[~same]
+        if keep < 1.0:
+            imp = imp[rng.random(len(imp)) < keep]
+        imps.append(imp)
+    gen, imp = np.concatenate(gens), np.concatenate(imps)
+    labels = np.concatenate([np.ones(len(gen), bool), np.zeros(len(imp), bool)])
+    return np.concatenate([gen, imp]), labels, len(paths), int((~ok).sum())
+
+
+def calibrate(
+    pipeline: PipelineSpec | Recognizer,
+    far: float,
+    *,
+    dir: str | Path | None = None,
+    pairs: str | Path | None = None,
+    root: str | Path | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    on_total: Progress | None = None,
+    cache: EmbeddingCache | None = None,
+) -> dict[str, Any]:
+    """The threshold for ``far`` and its TAR (module doc). Returns a JSON-ready record."""
+    t0 = time.perf_counter()
+    if not 0.0 < far < 1.0:
+        raise EvaluationError(f"the target false-accept rate must be in (0, 1), got {far}")
+    if (dir is None) == (pairs is None):
+        raise EvaluationError("give either a labelled folder (--dir) or a pairs file (--pairs with --root)")
+    if dir is not None:
+        scores, labels, n_images, n_failed = dir_pair_scores(
+            pipeline, Path(dir), seed, workers, progress, on_total, cache
+        )
+        source = f"folder {dir}"
+    else:
+        if root is None:
+            raise EvaluationError("--pairs needs --root, the folder the pairs file's images are under")
+        pf = read_pairs(pairs)  # type: ignore[arg-type]
+        ps = _pairset(pf, Path(root))
+        paths = sorted(set(ps.a) | set(ps.b))
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise EvaluationError(f"{len(missing)} image(s) named by {pairs} are missing, e.g. {missing[0]}")
+        if on_total is not None:
+            on_total(len(paths))
+        res = embed_images(pipeline, paths, pick="central", workers=workers, progress=progress, cache=cache)
+        ps.score(res)
+        scores, labels = ps.scores, ps.labels
+        n_images, n_failed = len(paths), sum(r.vector is None for r in res.values())
+        source = f"pairs {pairs} under {root}"
+    imp = scores[~labels]
+    n_imp, n_gen = len(imp), int(labels.sum())
+    if n_imp == 0:
+        raise EvaluationError("no different-person pairs: cannot measure a false-accept rate")
+    thr = metrics.threshold_at_far(imp, far)
+    if thr is None:
+        raise EvaluationError(
+            f"a false-accept rate of {far:g} is unreachable with {n_imp} different-person pairs "
+            f"(the smallest measurable is {1 / n_imp:.2g}): add people or images, or aim higher"
+        )
+    det, emb = _names(pipeline)
+    rec = pipeline if isinstance(pipeline, Recognizer) else None
+    model = _model_id(rec, pipeline)
+    return {
+        "threshold": float(thr),
+        "far_target": far,
+        "far": float(np.mean(imp >= thr)),
+        "tar": float(np.mean(scores[labels] >= thr)) if n_gen else None,
+        "genuine_pairs": n_gen,
+        "impostor_pairs": n_imp,
+        "images": n_images,
+        "failed_images": n_failed,
+        "source": source,
+        "detector": det,
+        "embedder": emb,
+        "model": model,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _model_id(rec: Recognizer | None, pipeline: PipelineSpec | Recognizer) -> str:
+    """``name@version(+flip)``, the id galleries are bound to."""
+    from ..embedding import model_id
+    from ..registry import embedders
+
+    if rec is not None:
+        return model_id(rec.embedder) + ("+flip" if rec.flip else "")
+    assert isinstance(pipeline, PipelineSpec)
+    from ..recognizer import DEFAULT_EMBEDDER
+
+    cls = embedders.resolve(pipeline.embedder or DEFAULT_EMBEDDER)
+    return f"{cls.name}@{cls.version}" + ("+flip" if pipeline.flip else "")
