@@ -17,6 +17,19 @@ the table); p50/p99 latency of *single* queries (k=5) through the public API ove
 similarity equals the exact best within 1e-6). usearch's load-from-cache time (sha256 +
 restore) is reported beside its rebuild time. Every process shares the same 2 cores.
 
+Incremental updates (clustered, largest size): after the HNSW file is built, enrol 1 and
+``--incremental-adds`` new faces (fresh photos of enrolled people, ~0.95 like them) and
+remove one person, giving a newer snapshot; measure the time from that snapshot to the
+first answered query (1) with :func:`refresh_index` on the index in memory, (2) from the
+file, as a new process would (sha256 checks + restore + delta), and (3) with a full
+rebuild, which is what every enrolment cost before the index was incremental; then the
+latency and recall@1 of the updated index against exact search of the new snapshot.
+Reading the snapshot from the store is not included (the same for every method).
+
+PostgreSQL runs as a throwaway cluster from pgserver's bundled binaries
+(tests/integration/gallery/pgcluster.py: initdb/pg_ctl in a temp dir, as an unprivileged
+account under root) rather than ``pgserver.get_server``, which runs ``useradd`` as root.
+
     pip install usearch pgserver "psycopg[binary]" pgvector
     python bench/gallery_scale.py [--sizes 10000,100000,1000000] [--pg-budget 480]
 """
@@ -26,6 +39,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -37,8 +51,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine, write_json
+
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from gallery.pgcluster import ThrowawayServer
+
 from faceprint.gallery import index as index_mod
-from faceprint.gallery.index import AnnIndex, ExactIndex
+from faceprint.gallery.index import AnnIndex, ExactIndex, refresh_index
 from faceprint.gallery.records import Snapshot
 
 DIM, K, PER_PERSON = 128, 5, 4
@@ -74,9 +92,14 @@ def make_data(kind: str, n: int, q: int, seed: int) -> tuple[Arr, Arr, np.ndarra
     return faces(np.arange(n) // PER_PERSON), faces(qp), qp
 
 
-def snapshot(g: Arr) -> Snapshot:
-    ids = tuple(map(str, range(len(g))))
-    return Snapshot(1, ids, ids, g)
+def snapshot(g: Arr, generation: int = 1) -> Snapshot:
+    """Face ``i`` is id ``str(i)`` of person ``str(i // PER_PERSON)``."""
+    return Snapshot(
+        generation,
+        tuple(map(str, range(len(g)))),
+        tuple(str(i // PER_PERSON) for i in range(len(g))),
+        g,
+    )
 
 
 def rss() -> int:
@@ -140,8 +163,18 @@ def bench_exact(g: Arr, queries: Arr, truth: tuple[Arr, Any]) -> dict[str, Any]:
 
 
 def bench_ann(
-    g: Arr, queries: Arr, truth: tuple[Arr, Any], dtype: str, m: int, ef_add: int, efs: list[int], tmp: Path
+    g: Arr,
+    queries: Arr,
+    truth: tuple[Arr, Any],
+    dtype: str,
+    m: int,
+    ef_add: int,
+    efs: list[int],
+    tmp: Path,
+    keep: bool = False,
 ) -> list[dict[str, Any]]:
+    """Build, save, reload, then latency/recall per ef_search; ``keep``: leave the file
+    (at ``tmp/ann-<dtype>.usearch``) for :func:`bench_incremental`."""
     path = tmp / f"ann-{dtype}.usearch"
     gc.collect()
     before = rss()
@@ -180,24 +213,108 @@ def bench_ann(
                 "expansion_add": ef_add,
             }
         )
-    path.unlink()
+    if not keep:
+        for f in tmp.glob(f"{path.name}*"):
+            f.unlink()
+    return rows
+
+
+def _timed_first_query(make: Callable[[], Any], query: Arr) -> tuple[float, Any]:
+    """Seconds from nothing to the first answer of ``make()``'s index, and the index."""
+    gc.collect()
+    t = time.perf_counter()
+    idx = make()
+    idx.search(query, K)
+    return time.perf_counter() - t, idx
+
+
+def bench_incremental(
+    g: Arr, queries: Arr, m: int, ef_add: int, ef: int, adds: list[int], path: Path
+) -> list[dict[str, Any]]:
+    """Time from a newer snapshot to the first answered query: incremental vs rebuild.
+
+    ``path`` holds the graph of ``g`` (built by :func:`bench_ann`). Each case: the base plus
+    ``add`` new faces (fresh photos of enrolled people), or the base minus one person.
+    """
+    n = len(g)
+    rng = np.random.default_rng(n + 7)
+    sigma = np.float32(np.sqrt(1 / 0.95 - 1))
+    who = rng.integers(0, n, size=max(adds))
+    noise = rng.standard_normal((len(who), DIM), dtype=np.float32) / np.float32(np.sqrt(DIM))
+    extra = _unit(g[who] + sigma * noise)
+    params = {"connectivity": m, "expansion_add": ef_add, "expansion_search": ef}
+    t = time.perf_counter()
+    old = AnnIndex(snapshot(g), path, **params)
+    base_load = time.perf_counter() - t
+    assert not old.rebuilt, "the graph bench_ann saved was not reused"
+    cases: list[tuple[str, Snapshot]] = []
+    for add in adds:
+        cases.append((f"enrol {add} face(s)", snapshot(np.concatenate([g, extra[:add]]), generation=2)))
+    gone = n // 2 // PER_PERSON * PER_PERSON  # one person from the middle: not a prefix any more
+    cases.append(
+        (
+            f"remove 1 person ({PER_PERSON} faces)",
+            Snapshot(
+                2,
+                tuple(str(i) for i in range(n) if not gone <= i < gone + PER_PERSON),
+                tuple(str(i // PER_PERSON) for i in range(n) if not gone <= i < gone + PER_PERSON),
+                np.delete(g, np.s_[gone : gone + PER_PERSON], axis=0),
+            ),
+        )
+    )
+    rows: list[dict[str, Any]] = []
+    for name, snap in cases:
+        memory_s, idx = _timed_first_query(
+            lambda snap=snap: refresh_index(old, snap, path, kind="ann"), queries[:1]
+        )
+        assert isinstance(idx, AnnIndex) and idx.reused and not idx.rebuilt
+        file_s, from_file = _timed_first_query(lambda snap=snap: AnnIndex(snap, path, **params), queries[:1])
+        assert not from_file.rebuilt
+        truth = ExactIndex(snap).search(queries, 1)
+        p50, p99, ans = latency(lambda q, idx=idx: idx.search(q, K), queries)
+        top = np.array([a[1][0, 0] for a in ans])
+        rows.append(
+            {
+                "case": name,
+                "faces": len(snap.face_ids),
+                "delta": idx.delta_size,
+                "tombstones": idx.tombstones,
+                "refresh_in_memory_s": memory_s,
+                "from_file_s": file_s,
+                "base_load_s": base_load,
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "recall1": recall1(top, snap.vectors, queries, truth),
+            }
+        )
+        print(f"  incremental: {rows[-1]}", file=sys.stderr)
+    # the behaviour before: a new generation meant a full rebuild (no usable file), measured
+    # once on the largest enrolment; building n + 1 faces takes the same time
+    snap = cases[len(adds) - 1][1]
+    rebuild_s, _ = _timed_first_query(lambda: AnnIndex(snap, None, **params), queries[:1])
+    exact_s, _ = _timed_first_query(lambda: ExactIndex(snap), queries[:1])
+    for r in rows:
+        r.update(full_rebuild_s=rebuild_s, full_rebuild_faces=len(snap.face_ids), exact_first_query_s=exact_s)
+    print(f"  incremental: full rebuild {rebuild_s:.1f} s, exact {exact_s:.3f} s", file=sys.stderr)
     return rows
 
 
 class Pg:
-    """A throwaway pgserver (PostgreSQL 16 + pgvector) in a temp dir."""
+    """A throwaway PostgreSQL 16 + pgvector cluster (pgserver's binaries) in a temp dir."""
 
-    def __init__(self, root: Path) -> None:
-        import pgserver
+    def __init__(self) -> None:
         import psycopg
         from pgvector.psycopg import register_vector
 
-        self.psycopg, self.root = psycopg, root
-        srv = pgserver.get_server(root, cleanup_mode="stop")
-        srv.psql("ALTER SYSTEM SET shared_buffers = '3GB';")  # the 1M index must fit in memory
-        srv.cleanup()
-        self.srv = pgserver.get_server(root, cleanup_mode="stop")
-        self.conn = psycopg.connect(self.srv.get_uri(), autocommit=True)
+        self.psycopg = psycopg
+        # the 1M index must fit in memory
+        self.srv = ThrowawayServer(settings={"shared_buffers": "3GB"})
+        try:
+            self.srv.start()
+            self.conn = psycopg.connect(self.srv.url(), autocommit=True)
+        except BaseException:
+            self.srv.close()
+            raise
         self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         register_vector(self.conn)
         self.version = self.conn.execute("SELECT extversion FROM pg_extension WHERE extname='vector'")
@@ -280,8 +397,10 @@ class Pg:
         return rows
 
     def close(self) -> None:
-        self.conn.close()
-        self.srv.cleanup()
+        try:
+            self.conn.close()
+        finally:
+            self.srv.close()
 
 
 def crossover(g: Arr, queries: Arr, sizes: list[int]) -> list[dict[str, float]]:
@@ -311,6 +430,7 @@ def main() -> None:
     ap.add_argument("--pg-uniform-max", type=int, default=100_000)
     ap.add_argument("--pg-budget", type=float, default=480.0, help="seconds allowed per pgvector build")
     ap.add_argument("--crossover", default="1000,2000,5000,10000,20000,50000,100000,200000,500000")
+    ap.add_argument("--incremental-adds", default="1,1000", help="faces enrolled after the build ('' skips)")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "gallery_scale.json")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
@@ -320,12 +440,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="fp-scale-"))
     pg: Pg | None = None
     try:
-        pg = Pg(tmp / "pg")
+        pg = Pg()
     except Exception as exc:  # the extra may be missing: report, do not fake
         print(f"pgvector skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
     rows: list[dict[str, Any]] = []
     data_stats: dict[str, Any] = {}
     curve: list[dict[str, float]] = []
+    incremental: list[dict[str, Any]] = []
+    adds = [int(x) for x in a.incremental_adds.split(",") if x]
     try:
         for ds in a.datasets.split(","):
             for n in sizes:
@@ -334,7 +456,17 @@ def main() -> None:
                 data_stats[f"{ds}-{n}"] = realism(truth, qp)
                 print(f"{ds} n={n}: {data_stats[f'{ds}-{n}']}", file=sys.stderr)
                 found = [bench_exact(g, queries, truth)]
-                found += bench_ann(g, queries, truth, "f32", a.m, a.ef_add, efs, tmp)
+                incr = bool(adds) and ds == "clustered" and n == max(sizes)
+                found += bench_ann(g, queries, truth, "f32", a.m, a.ef_add, efs, tmp, keep=incr)
+                if incr:
+                    ef = index_mod.ANN_EXPANSION_SEARCH
+                    incremental = bench_incremental(
+                        g, queries, a.m, a.ef_add, ef, adds, tmp / "ann-f32.usearch"
+                    )
+                    for r in incremental:
+                        r.update(dataset=ds, n=n, params=f"M={a.m} ef_add={a.ef_add} ef={ef}")
+                    for f in tmp.glob("ann-f32.usearch*"):
+                        f.unlink()
                 if ds == "clustered" and n in quant:
                     for dt in ("f16", "i8"):
                         found += bench_ann(g, queries, truth, dt, a.m, a.ef_add, efs, tmp)
@@ -361,10 +493,13 @@ def main() -> None:
                     curve = crossover(g, queries, [int(s) for s in a.crossover.split(",")])
                 del g, queries, truth
                 gc.collect()
-                write_json(a.json, {"rows": rows, "data": data_stats, "partial": True})
+                write_json(
+                    a.json, {"rows": rows, "data": data_stats, "incremental": incremental, "partial": True}
+                )
     finally:
         if pg is not None:
             pg.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     info = {
         **machine(),
         "usearch": _version("usearch"),
@@ -374,8 +509,18 @@ def main() -> None:
         "k": K,
         "dim": DIM,
     }
-    write_json(a.json, {"rows": rows, "data": data_stats, "exact_crossover": curve, "machine": info})
-    print_table(rows, curve)
+    info["args"] = vars(a) | {"json": str(a.json)}
+    write_json(
+        a.json,
+        {
+            "rows": rows,
+            "data": data_stats,
+            "exact_crossover": curve,
+            "incremental": incremental,
+            "machine": info,
+        },
+    )
+    print_table(rows, curve, incremental)
 
 
 def _version(pkg: str) -> str | None:
@@ -387,7 +532,9 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def print_table(rows: list[dict[str, Any]], curve: list[dict[str, float]]) -> None:
+def print_table(
+    rows: list[dict[str, Any]], curve: list[dict[str, float]], incremental: list[dict[str, Any]]
+) -> None:
     print("| data | faces | method | params | build s | memory MB | p50 ms | p99 ms | recall@1 | person@1 |")
     print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -407,6 +554,19 @@ def print_table(rows: list[dict[str, Any]], curve: list[dict[str, float]]) -> No
         print("| faces | " + " | ".join(f"{c['n']:,}" for c in curve) + " |")
         print("|---|" + "---:|" * len(curve))
         print("| p50 ms | " + " | ".join(f"{c['exact_p50_ms']:.3f}" for c in curve) + " |")
+    if incremental:
+        print("\nnewer snapshot -> first answered query (s), then the updated index's latency and recall:")
+        print(
+            "| faces | change | delta | removed | in memory s | from file s | full rebuild s "
+            "| p50 ms | p99 ms | recall@1 |"
+        )
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in incremental:
+            print(
+                f"| {r['n']:,} | {r['case']} | {r['delta']} | {r['tombstones']} | "
+                f"{r['refresh_in_memory_s']:.3f} | {r['from_file_s']:.3f} | {r['full_rebuild_s']:.1f} | "
+                f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['recall1']:.3f} |"
+            )
 
 
 if __name__ == "__main__":
