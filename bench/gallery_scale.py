@@ -431,6 +431,7 @@ def main() -> None:
     ap.add_argument("--pg-budget", type=float, default=480.0, help="seconds allowed per pgvector build")
     ap.add_argument("--crossover", default="1000,2000,5000,10000,20000,50000,100000,200000,500000")
     ap.add_argument("--incremental-adds", default="1,1000", help="faces enrolled after the build ('' skips)")
+    ap.add_argument("--engines", default="exact,ann,pg", help="which of exact, ann, pg to measure")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "gallery_scale.json")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
@@ -438,8 +439,11 @@ def main() -> None:
     quant = {int(s) for s in a.quant_sizes.split(",") if s}
     t_all = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="fp-scale-"))
+    engines = set(a.engines.split(","))
     pg: Pg | None = None
     try:
+        if "pg" not in engines:
+            raise RuntimeError("not asked for (--engines)")
         pg = Pg()
     except Exception as exc:  # the extra may be missing: report, do not fake
         print(f"pgvector skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -455,9 +459,10 @@ def main() -> None:
                 truth = ExactIndex(snapshot(g)).search(queries, 10)
                 data_stats[f"{ds}-{n}"] = realism(truth, qp)
                 print(f"{ds} n={n}: {data_stats[f'{ds}-{n}']}", file=sys.stderr)
-                found = [bench_exact(g, queries, truth)]
-                incr = bool(adds) and ds == "clustered" and n == max(sizes)
-                found += bench_ann(g, queries, truth, "f32", a.m, a.ef_add, efs, tmp, keep=incr)
+                found = [bench_exact(g, queries, truth)] if "exact" in engines else []
+                incr = bool(adds) and ds == "clustered" and n == max(sizes) and "ann" in engines
+                if "ann" in engines:
+                    found += bench_ann(g, queries, truth, "f32", a.m, a.ef_add, efs, tmp, keep=incr)
                 if incr:
                     ef = index_mod.ANN_EXPANSION_SEARCH
                     incremental = bench_incremental(
@@ -467,7 +472,7 @@ def main() -> None:
                         r.update(dataset=ds, n=n, params=f"M={a.m} ef_add={a.ef_add} ef={ef}")
                     for f in tmp.glob("ann-f32.usearch*"):
                         f.unlink()
-                if ds == "clustered" and n in quant:
+                if ds == "clustered" and n in quant and "ann" in engines:
                     for dt in ("f16", "i8"):
                         found += bench_ann(g, queries, truth, dt, a.m, a.ef_add, efs, tmp)
                 pg_max = a.pg_max if ds == "clustered" else a.pg_uniform_max
