@@ -99,3 +99,18 @@ def test_central_face_is_not_the_largest() -> None:
     centred = Face(Box(100, 100, 150, 150), 0.8)
     assert central_face([big, centred], (250, 250, 3)) is centred
     assert central_face([], (250, 250, 3)) is None
+
+
+def test_view2_folds_never_see_their_own_pairs() -> None:
+    """The threshold applied to fold k is fitted on the other folds only: making fold k's
+    scores all wrong leaves its threshold as it was, and its accuracy drops to 0."""
+    rng = np.random.default_rng(1)
+    folds = np.repeat(np.arange(10), 40)
+    y = np.tile(np.array([True] * 20 + [False] * 20), 10)
+    s = np.where(y, rng.normal(0.8, 0.1, 400), rng.normal(0.4, 0.1, 400))
+    base = score_protocol(s, y, folds=folds)
+    s2 = s.copy()
+    s2[folds == 3] = np.where(y[folds == 3], 0.1, 0.99)  # fold 3 becomes all wrong
+    moved = score_protocol(s2, y, folds=folds)
+    assert moved.fold_thresholds[3] == base.fold_thresholds[3]  # fitted without fold 3
+    assert moved.fold_accuracies[3] == 0.0
