@@ -130,3 +130,39 @@ def test_bad_folders_and_pairs_files_give_one_line_errors(tmp_path: Path, lfw: P
     pairs.write_text("1\nAaron_Peirsol 1 two\nA 1 B 1\n")
     res = run_cli("eval", "lfw", "--root", str(lfw), "--pairs", str(pairs))
     assert res.returncode == 1 and "line 2" in res.stderr
+
+
+def test_failures_count_against_the_system_unless_excluded(lfw: Path, tmp_path: Path) -> None:
+    """An LFW slice where one image shows no face: by default its pairs stay in (a genuine one
+    becomes a false reject); --exclude-failures drops them and says so in JSON and report."""
+    from PIL import Image
+
+    lines = (lfw / "pairsDevTest.txt").read_text().splitlines()
+    same, diff = lines[1:21], lines[501:521]
+    root = tmp_path / "lfw"
+    names = {t for ln in same + diff for t in ln.split() if not t.isdigit()}
+    for n in names:
+        (root / n).mkdir(parents=True)
+        for img in (lfw / n).glob("*.jpg"):
+            (root / n / img.name).symlink_to(img)
+    name, i = same[0].split()[:2]
+    blank = root / name / f"{name}_{int(i):04d}.jpg"
+    blank.unlink()
+    Image.new("RGB", (250, 250), (128, 128, 128)).save(blank)  # no face in it
+    pairs = tmp_path / "slice.txt"
+    pairs.write_text("20\n" + "\n".join(same + diff) + "\n")
+    kept, dropped = tmp_path / "kept.json", tmp_path / "dropped.json"
+    res = run_cli("eval", "lfw", "--root", str(root), "--pairs", str(pairs), "--json", str(kept))
+    assert res.returncode == 0, res.stderr
+    res = run_cli("eval", "lfw", "--root", str(root), "--pairs", str(pairs), "--json", str(dropped),
+                  "--exclude-failures", "--report", str(tmp_path / "r.html"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    k, d = json.loads(kept.read_text()), json.loads(dropped.read_text())
+    failed = sum(name in ln.split() and i in ln.split()[1:3] for ln in same)
+    assert k["no_face_images"] == 1 and k["failed_pairs"] >= failed >= 1 and k["excluded_pairs"] is None
+    assert (
+        k["pairs"] == 40
+        and d["pairs"] == 40 - d["excluded_pairs"]
+        and d["excluded_pairs"] == k["failed_pairs"]
+    )
+    assert "--exclude-failures" in (tmp_path / "r.html").read_text() and "dropped" in res.stdout
