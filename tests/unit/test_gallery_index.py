@@ -21,6 +21,9 @@ import pytest
 from numpy.typing import NDArray
 
 from faceprint.errors import GalleryError, IncompatibleEmbeddingError, MissingExtraError
+from faceprint.gallery import ann as ann_mod
+from faceprint.gallery import exact as exact_mod
+from faceprint.gallery import hnsw
 from faceprint.gallery import index as index_mod
 from faceprint.gallery.index import AnnIndex, ExactIndex, open_index, refresh_index
 from faceprint.gallery.records import Snapshot
@@ -129,7 +132,7 @@ def test_exact_matches_brute_force() -> None:
 def test_exact_chunks_queries(monkeypatch: pytest.MonkeyPatch) -> None:
     gallery, queries = random_unit(500, 3), random_unit(33, 4)
     whole = ExactIndex(snap(gallery)).search(queries, 5)
-    monkeypatch.setattr(index_mod, "_CHUNK_ELEMENTS", 500 * 4)  # 4 queries per chunk
+    monkeypatch.setattr(exact_mod, "CHUNK_ELEMENTS", 500 * 4)  # 4 queries per chunk
     chunked = ExactIndex(snap(gallery)).search(queries, 5)
     np.testing.assert_array_equal(whole[1], chunked[1])
 
@@ -256,7 +259,7 @@ def test_corrupt_index_is_rebuilt(tmp_path: Path, damage: str, caplog: pytest.Lo
         shutil.copyfile(other, path)
         if damage == "crash-after-ids":
             shutil.copyfile(other.with_name("g.usearch.ids.npy"), ids)
-    with caplog.at_level(logging.INFO, logger="faceprint.gallery.index"):
+    with caplog.at_level(logging.INFO, logger="faceprint.gallery"):
         ann = AnnIndex(snap(gallery), path)
     assert ann.rebuilt
     assert "rebuilding" in caplog.text or "building" in caplog.text
@@ -429,19 +432,19 @@ def test_overfetch_grows_then_falls_back_to_exact(monkeypatch: pytest.MonkeyPatc
     refreshed = idx.refreshed(now)
     assert refreshed is not None
     asked: list[int] = []
-    real = index_mod._Graph.search
+    real = hnsw.Graph.search
 
-    def spy(self: index_mod._Graph, q: NDArray[np.float32], count: int, threads: int) -> NDArray[np.int64]:
+    def spy(self: hnsw.Graph, q: NDArray[np.float32], count: int, threads: int) -> NDArray[np.int64]:
         asked.append(count)
         return real(self, q, count, threads)
 
-    monkeypatch.setattr(index_mod._Graph, "search", spy)
-    monkeypatch.setattr(index_mod, "_MIN_OVERFETCH", 1)
+    monkeypatch.setattr(hnsw.Graph, "search", spy)
+    monkeypatch.setattr(ann_mod, "_MIN_OVERFETCH", 1)
     # a removed face's 3 other faces crowd its top: 1 + 1 candidates are not enough
     _, rows = refreshed.search(gallery[gone], 1)
     assert asked == [2, 9] and not {now.face_ids[r] for r in rows.ravel()} & {f"f{i}" for i in gone}
     asked.clear()
-    monkeypatch.setattr(index_mod, "_MAX_CANDIDATES", 2)  # no growth allowed: exact search
+    monkeypatch.setattr(ann_mod, "_MAX_CANDIDATES", 2)  # no growth allowed: exact search
     assert_same_as_exact(refreshed, now, gallery[gone], 3)
     assert asked == [6]  # k + max(k, _MIN_OVERFETCH), then no more
 
@@ -458,7 +461,7 @@ def test_too_many_changes_rebuild(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     meta = json.loads((tmp_path / "g.usearch.json").read_text())
     assert (meta["generation"], meta["count"]) == (3, 1799)
     # enrolments: more than max(ANN_REBUILD_DELTA, 5% of the graph) is rebuilt
-    monkeypatch.setattr(index_mod, "ANN_REBUILD_DELTA", 500)
+    monkeypatch.setattr(hnsw, "ANN_REBUILD_DELTA", 500)
     assert not AnnIndex(sub_snap(gallery, np.arange(201, 2500), 4), path, threads=1).rebuilt
     idx = AnnIndex(sub_snap(gallery, np.arange(201, 2501), 5), path, threads=1)
     assert idx.rebuilt and idx.base_generation == 5
