@@ -17,7 +17,8 @@ with exit code 1. Each message says what was expected and what was found.
     ├── AlignmentError             landmarks that cannot be aligned to the embedder's template
     ├── EvaluationError            a malformed pairs file or dataset layout
     ├── GalleryError               a gallery that cannot be read or written
-    └── IncompatibleEmbeddingError vectors from another model than the one expected
+    ├── IncompatibleEmbeddingError vectors from another model than the one expected
+    └── VideoError                 a video file, camera or stream that cannot be opened or read
 """
 
 from __future__ import annotations
@@ -72,3 +73,8 @@ class GalleryError(FaceprintError):
 
 class IncompatibleEmbeddingError(FaceprintError):
     """Vectors produced by another model (name/version) than the one expected."""
+
+
+class VideoError(FaceprintError):
+    """A video source that cannot be opened or read: a missing or corrupt file, a file with
+    no frames, an unsupported URL scheme, a camera that is absent or disconnects."""
