@@ -4,11 +4,8 @@ A gallery couples a :class:`~.records.Store` (persistence, source of truth) with
 :class:`~faceprint.recognizer.Recognizer` (detect -> align -> embed). Conventions:
 
 * similarities are cosine similarities of unit vectors (higher = more alike);
-* a face in an enrolment photo is chosen by ``face``: ``"single"`` (the photo must hold
-  exactly one face), ``"largest"`` or an index into the detector's faces (the ``#i`` that
-  ``faceprint detect`` prints). Refusals are reported, never raised, so one bad photo does
-  not stop a batch; all faces of one ``enroll`` call are committed in ONE transaction;
-* the same image (by sha256 of its bytes) enrolled twice for one person is a no-op;
+* enrolment (which face of a photo, refusals reported not raised, duplicates by sha256,
+  one transaction per person) follows :mod:`.enrolment`;
 * people are ranked by their centroid's similarity (see :mod:`.scoring`) among the owners
   of the most similar faces; the threshold is the per-call argument, else the one stored
   with the gallery, else the open-set threshold for the gallery's current number of
@@ -26,12 +23,8 @@ beside it until there are enough to justify a rebuild).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,77 +32,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import FaceprintError, GalleryError, IncompatibleEmbeddingError, NoFaceError
-from ..types import Box, Face, Match, Recognition
+from ..types import Face, Match, Recognition
+from .enrolment import FaceChoice, Progress, as_list, check_face_choice, commit, extract, plan_dir
 from .exchange import export_store, import_store
 from .records import FaceRecord, Person, Snapshot, Store, check_name
-from .results import EnrolledFace, EnrollReport, Identification, OperatingPoint, Refusal
+from .results import EnrollReport, Identification, OperatingPoint
 from .scoring import DEFAULT_FAR, open_set_threshold
 
 if TYPE_CHECKING:
     from ..io import ImageInput
     from ..recognizer import Recognizer
-
-Progress = Callable[[int], None]
-FaceChoice = str | int
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-#: Images detected and embedded together during an enrolment (bounds memory).
-CHUNK = 16
-
-
-def _source(image: ImageInput, i: int) -> tuple[str, ImageInput, str]:
-    """(label, what to decode, sha256 of the bytes; of dtype+shape+pixels for arrays)."""
-    if isinstance(image, np.ndarray):
-        h = hashlib.sha256(f"{image.dtype}{image.shape}".encode())
-        h.update(np.ascontiguousarray(image).tobytes())
-        return f"array #{i + 1}", image, h.hexdigest()
-    if isinstance(image, bytes | bytearray | memoryview):
-        data = bytes(image)
-        return f"bytes #{i + 1}", data, hashlib.sha256(data).hexdigest()
-    path = Path(image)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        from ..errors import InvalidImageError
-
-        raise InvalidImageError(f"{path}: cannot read ({exc.strerror})") from None
-    return str(path), data, hashlib.sha256(data).hexdigest()
-
-
-@dataclass
-class _Pending:
-    """One person's enrolment before its transaction: what to add, what was refused."""
-
-    records: list[FaceRecord] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)  # face_id -> image label
-    dups: list[Refusal] = field(default_factory=list)
-    refused: list[Refusal] = field(default_factory=list)
-    known: set[str] | None = None  # sha256 of the images already enrolled for the person
-
-
-def _as_list(images: Sequence[ImageInput] | ImageInput) -> list[ImageInput]:
-    """``images`` as a list; one path, bytes or array alone is a list of one (a bare
-    string would otherwise be iterated character by character)."""
-    if isinstance(images, str | os.PathLike | bytes | bytearray | memoryview | np.ndarray):
-        return [images]
-    return list(images)
-
-
-def _choose(faces: list[Face], face: FaceChoice) -> Face | str:
-    """The face to enrol, or the reason for refusing the image."""
-    if not faces:
-        return "no face found"
-    if face == "largest":
-        return max(faces, key=lambda f: f.box.area)
-    if isinstance(face, int) and not isinstance(face, bool):
-        if 0 <= face < len(faces):
-            return faces[face]
-        return f"face index {face} asked for, but {len(faces)} face(s) found (indexes 0-{len(faces) - 1})"
-    if len(faces) > 1:
-        return (
-            f"{len(faces)} faces found, expected one; pick one with face='largest' "
-            "(--face largest) or an index"
-        )
-    return faces[0]
 
 
 def _vectors(faces: Sequence[Face]) -> NDArray[np.float32]:
@@ -154,7 +86,7 @@ class Gallery:
             )
         return bound
 
-    # -- enrolment ------------------------------------------------------------------------
+    # -- enrolment (see :mod:`.enrolment`) ----------------------------------------------
     def enroll(
         self,
         name: str,
@@ -163,107 +95,25 @@ class Gallery:
         metadata: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
     ) -> EnrollReport:
-        """Add the face of each image to ``name`` (created when new); see the module doc."""
+        """Add the face of each image to ``name`` (created when new); see :mod:`.enrolment`."""
         check_name(name)
         self._check_model()
-        ((_, pending),) = self._extract([(name, _as_list(images))], face, progress)
-        return self._commit(name, pending, metadata)
+        check_face_choice(face)
+        ((_, pending),) = extract(
+            self.recognizer, self.model, self.store, [(name, as_list(images))], face, progress
+        )
+        return commit(self.store, self.model, name, pending, metadata)
 
     def enroll_dir(
         self, root: str | Path, face: FaceChoice = "single", progress: Progress | None = None
     ) -> list[EnrollReport]:
         """Enrol ``root/<name>/<images>``: one transaction per person, while detection and
         embedding run in batches that span people (LFW-like folders hold 1-2 photos)."""
-        base = Path(root)
-        if not base.is_dir():
-            raise GalleryError(f"expected a directory of person folders (DIR/<name>/*.jpg), found {base}")
-        folders = sorted(p for p in base.iterdir() if p.is_dir())
-        plan: list[tuple[str, list[Path]]] = [
-            (d.name, sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)) for d in folders
-        ]
-        plan = [(n, fs) for n, fs in plan if fs]
-        if not plan:
-            raise GalleryError(
-                f"{base}: expected one folder of images per person (DIR/<name>/*.jpg), found none"
-            )
-        for n, _ in plan:
-            check_name(n)
+        plan = plan_dir(root)
         self._check_model()
-        return [self._commit(n, p, None) for n, p in self._extract(plan, face, progress)]
-
-    def _extract(
-        self, plan: Sequence[tuple[str, Sequence[ImageInput]]], face: FaceChoice, progress: Progress | None
-    ) -> Iterator[tuple[str, _Pending]]:
-        """Detect, choose and embed the faces of every person of ``plan``, CHUNK images at
-        a time across people; yields each person as soon as all their images are done."""
-        from ..io import load_image
-        from ..types import Image
-
-        if face not in ("single", "largest") and (isinstance(face, bool) or not isinstance(face, int)):
-            raise GalleryError(f"face must be 'single', 'largest' or an index, got {face!r}")
-        rec, model = self.recognizer, self.model
-        flat = [(pi, i, im) for pi, (_, ims) in enumerate(plan) for i, im in enumerate(ims)]
-        last = np.cumsum([len(ims) for _, ims in plan]) - 1  # flat index of each person's last image
-        pending = [_Pending() for _ in plan]
-        done = 0
-        for start in range(0, len(flat) + 1, CHUNK):
-            part: list[tuple[int, str, Image, str]] = []
-            for pi, i, image in flat[start : start + CHUNK]:
-                name, p = plan[pi][0], pending[pi]
-                if p.known is None:
-                    p.known = self._known_images(name)
-                try:
-                    label, data, sha = _source(image, i)
-                    if sha in p.known:
-                        p.dups.append(Refusal(label, f"already enrolled for {name!r} (sha256 {sha[:12]})"))
-                        continue
-                    p.known.add(sha)
-                    part.append((pi, label, load_image(data), sha))
-                except FaceprintError as exc:
-                    where = f"image #{i + 1}" if isinstance(image, np.ndarray | bytes) else str(image)
-                    p.refused.append(Refusal(where, str(exc).removeprefix("image bytes: ")))
-            chosen: list[tuple[int, str, Image, str, Face]] = []
-            for pi, label, img, sha in part:
-                pick = _choose(rec.detector.detect(img), face)
-                if isinstance(pick, str):
-                    pending[pi].refused.append(Refusal(label, pick))
-                else:
-                    chosen.append((pi, label, img, sha, pick))
-            embedded = rec.embed_batch([c[2] for c in chosen], [[c[4]] for c in chosen])
-            for (pi, label, _, sha, _), (f,) in zip(chosen, embedded, strict=True):
-                assert f.embedding is not None
-                fid = uuid.uuid4().hex
-                pending[pi].records.append(
-                    FaceRecord(fid, plan[pi][0], f.embedding, model, sha, f.box, f.score)
-                )
-                pending[pi].labels[fid] = label
-            end = start + CHUNK
-            while done < len(plan) and last[done] < end:
-                yield plan[done][0], pending[done]
-                done += 1
-            if progress is not None and start < len(flat):
-                progress(min(CHUNK, len(flat) - start))
-
-    def _known_images(self, name: str) -> set[str]:
-        try:
-            return {f.image_sha256 for f in self.store.person(name)[1] if f.image_sha256}
-        except GalleryError:  # a new person
-            return set()
-
-    def _commit(self, name: str, p: _Pending, metadata: Mapping[str, Any] | None) -> EnrollReport:
-        """One transaction for all of ``name``'s new faces."""
-        added, skipped = self.store.add_faces(name, p.records, metadata) if p.records else ([], [])
-        dups = p.dups + [Refusal(p.labels[s.face_id], f"already enrolled for {name!r}") for s in skipped]
-        return EnrollReport(
-            person=name,
-            model=self.model,
-            added=tuple(
-                EnrolledFace(p.labels[a.face_id], a.face_id, a.box or Box(0, 0, 0, 0), float(a.score or 0))
-                for a in added
-            ),
-            duplicates=tuple(dups),
-            refused=tuple(p.refused),
-        )
+        check_face_choice(face)
+        people = extract(self.recognizer, self.model, self.store, plan, face, progress)
+        return [commit(self.store, self.model, n, p, None) for n, p in people]
 
     # -- search -----------------------------------------------------------------------
     def operating_point(self, threshold: float | None = None) -> OperatingPoint:
@@ -415,7 +265,7 @@ class Gallery:
             raise GalleryError(f"top_k must be at least 1, got {top_k}")
         self._check_model()
         op = self.operating_point(threshold)
-        images = _as_list(images)
+        images = as_list(images)
         per_image = self.recognizer.process_batch(images, progress=progress)
         flat = [f for fs in per_image for f in fs]
         ranked = iter(self.rank(_vectors(flat), top_k))

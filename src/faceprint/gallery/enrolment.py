@@ -1,0 +1,203 @@
+"""Enrolment: from a person's photos to the faces committed for them.
+
+Why a module of its own: enrolment is a pipeline (read, de-duplicate, detect, choose,
+embed, commit) with its own rules, separate from searching a gallery;
+:class:`~.gallery.Gallery` calls it from ``enroll`` and ``enroll_dir``. Conventions:
+
+* a face in an enrolment photo is chosen by ``face``: ``"single"`` (the photo must hold
+  exactly one face), ``"largest"`` or an index into the detector's faces (the ``#i`` that
+  ``faceprint detect`` prints);
+* refusals are reported (:class:`~.results.Refusal`), never raised, so one bad photo does
+  not stop a batch;
+* the same image (by sha256 of its bytes; of dtype, shape and pixels for arrays) enrolled
+  twice for one person is a no-op, reported as a duplicate;
+* detection and embedding run :data:`CHUNK` images at a time, across people, while all
+  faces of one person are committed in ONE store transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import FaceprintError, GalleryError
+from ..types import Box, Face
+from .records import FaceRecord, Store, check_name
+from .results import EnrolledFace, EnrollReport, Refusal
+
+if TYPE_CHECKING:
+    from ..io import ImageInput
+    from ..recognizer import Recognizer
+
+Progress = Callable[[int], None]
+FaceChoice = str | int
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: Images detected and embedded together during an enrolment (bounds memory).
+CHUNK = 16
+
+
+def as_list(images: Sequence[ImageInput] | ImageInput) -> list[ImageInput]:
+    """``images`` as a list; one path, bytes or array alone is a list of one (a bare
+    string would otherwise be iterated character by character)."""
+    if isinstance(images, str | os.PathLike | bytes | bytearray | memoryview | np.ndarray):
+        return [images]
+    return list(images)
+
+
+def check_face_choice(face: FaceChoice) -> None:
+    if face not in ("single", "largest") and (isinstance(face, bool) or not isinstance(face, int)):
+        raise GalleryError(f"face must be 'single', 'largest' or an index, got {face!r}")
+
+
+def plan_dir(root: str | Path) -> list[tuple[str, list[Path]]]:
+    """``(name, images)`` of each person folder of ``root/<name>/<images>`` that holds
+    images, by name; raises GalleryError when there is none or a name is invalid."""
+    base = Path(root)
+    if not base.is_dir():
+        raise GalleryError(f"expected a directory of person folders (DIR/<name>/*.jpg), found {base}")
+    folders = sorted(p for p in base.iterdir() if p.is_dir())
+    plan: list[tuple[str, list[Path]]] = [
+        (d.name, sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)) for d in folders
+    ]
+    plan = [(n, fs) for n, fs in plan if fs]
+    if not plan:
+        raise GalleryError(f"{base}: expected one folder of images per person (DIR/<name>/*.jpg), found none")
+    for n, _ in plan:
+        check_name(n)
+    return plan
+
+
+def _source(image: ImageInput, i: int) -> tuple[str, ImageInput, str]:
+    """(label, what to decode, sha256 of the bytes; of dtype+shape+pixels for arrays)."""
+    if isinstance(image, np.ndarray):
+        h = hashlib.sha256(f"{image.dtype}{image.shape}".encode())
+        h.update(np.ascontiguousarray(image).tobytes())
+        return f"array #{i + 1}", image, h.hexdigest()
+    if isinstance(image, bytes | bytearray | memoryview):
+        data = bytes(image)
+        return f"bytes #{i + 1}", data, hashlib.sha256(data).hexdigest()
+    path = Path(image)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        from ..errors import InvalidImageError
+
+        raise InvalidImageError(f"{path}: cannot read ({exc.strerror})") from None
+    return str(path), data, hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Pending:
+    """One person's enrolment before its transaction: what to add, what was refused."""
+
+    records: list[FaceRecord] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # face_id -> image label
+    dups: list[Refusal] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    known: set[str] | None = None  # sha256 of the images already enrolled for the person
+
+
+def _choose(faces: list[Face], face: FaceChoice) -> Face | str:
+    """The face to enrol, or the reason for refusing the image."""
+    if not faces:
+        return "no face found"
+    if face == "largest":
+        return max(faces, key=lambda f: f.box.area)
+    if isinstance(face, int) and not isinstance(face, bool):
+        if 0 <= face < len(faces):
+            return faces[face]
+        return f"face index {face} asked for, but {len(faces)} face(s) found (indexes 0-{len(faces) - 1})"
+    if len(faces) > 1:
+        return (
+            f"{len(faces)} faces found, expected one; pick one with face='largest' "
+            "(--face largest) or an index"
+        )
+    return faces[0]
+
+
+def _known_images(store: Store, name: str) -> set[str]:
+    try:
+        return {f.image_sha256 for f in store.person(name)[1] if f.image_sha256}
+    except GalleryError:  # a new person
+        return set()
+
+
+def extract(
+    recognizer: Recognizer,
+    model: str,
+    store: Store,
+    plan: Sequence[tuple[str, Sequence[ImageInput]]],
+    face: FaceChoice,
+    progress: Progress | None,
+) -> Iterator[tuple[str, Pending]]:
+    """Detect, choose and embed the faces of every person of ``plan`` with ``recognizer``
+    (whose vectors are ``model``), CHUNK images at a time across people; yields each
+    person as soon as all their images are done. ``face`` is checked by the caller
+    (:func:`check_face_choice`)."""
+    from ..io import load_image
+    from ..types import Image
+
+    flat = [(pi, i, im) for pi, (_, ims) in enumerate(plan) for i, im in enumerate(ims)]
+    last = np.cumsum([len(ims) for _, ims in plan]) - 1  # flat index of each person's last image
+    pending = [Pending() for _ in plan]
+    done = 0
+    for start in range(0, len(flat) + 1, CHUNK):
+        part: list[tuple[int, str, Image, str]] = []
+        for pi, i, image in flat[start : start + CHUNK]:
+            name, p = plan[pi][0], pending[pi]
+            if p.known is None:
+                p.known = _known_images(store, name)
+            try:
+                label, data, sha = _source(image, i)
+                if sha in p.known:
+                    p.dups.append(Refusal(label, f"already enrolled for {name!r} (sha256 {sha[:12]})"))
+                    continue
+                p.known.add(sha)
+                part.append((pi, label, load_image(data), sha))
+            except FaceprintError as exc:
+                where = f"image #{i + 1}" if isinstance(image, np.ndarray | bytes) else str(image)
+                p.refused.append(Refusal(where, str(exc).removeprefix("image bytes: ")))
+        chosen: list[tuple[int, str, Image, str, Face]] = []
+        for pi, label, img, sha in part:
+            pick = _choose(recognizer.detector.detect(img), face)
+            if isinstance(pick, str):
+                pending[pi].refused.append(Refusal(label, pick))
+            else:
+                chosen.append((pi, label, img, sha, pick))
+        embedded = recognizer.embed_batch([c[2] for c in chosen], [[c[4]] for c in chosen])
+        for (pi, label, _, sha, _), (f,) in zip(chosen, embedded, strict=True):
+            assert f.embedding is not None
+            fid = uuid.uuid4().hex
+            pending[pi].records.append(FaceRecord(fid, plan[pi][0], f.embedding, model, sha, f.box, f.score))
+            pending[pi].labels[fid] = label
+        end = start + CHUNK
+        while done < len(plan) and last[done] < end:
+            yield plan[done][0], pending[done]
+            done += 1
+        if progress is not None and start < len(flat):
+            progress(min(CHUNK, len(flat) - start))
+
+
+def commit(
+    store: Store, model: str, name: str, p: Pending, metadata: Mapping[str, Any] | None
+) -> EnrollReport:
+    """One transaction for all of ``name``'s new faces."""
+    added, skipped = store.add_faces(name, p.records, metadata) if p.records else ([], [])
+    dups = p.dups + [Refusal(p.labels[s.face_id], f"already enrolled for {name!r}") for s in skipped]
+    return EnrollReport(
+        person=name,
+        model=model,
+        added=tuple(
+            EnrolledFace(p.labels[a.face_id], a.face_id, a.box or Box(0, 0, 0, 0), float(a.score or 0))
+            for a in added
+        ),
+        duplicates=tuple(dups),
+        refused=tuple(p.refused),
+    )
