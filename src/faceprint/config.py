@@ -17,6 +17,7 @@ model's or the library's default. Variables:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,3 +68,15 @@ class Settings:
 def get_settings() -> Settings:
     """Current settings, read from the environment at call time (never at import)."""
     return Settings.from_env()
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (userinfo and ``password=`` options).
+
+    Gallery URLs and camera/RTSP URLs both carry credentials, and both end up in error
+    messages, logs and descriptions; this is the one place that hides them. The userinfo
+    match runs to the last ``@`` before the path, so a camera password with an unescaped
+    ``@`` in it is masked whole rather than leaking its tail.
+    """
+    out = re.sub(r"(://[^:/@?#]*):[^/?#]*@", r"\1:***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", out, flags=re.IGNORECASE)

@@ -30,7 +30,6 @@ URL with its password masked.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from ..config import mask_url
 from ..errors import GalleryError, IncompatibleEmbeddingError, MissingExtraError
 from ..types import Box
 from .records import FaceRecord, Person, Snapshot, check_name
@@ -105,12 +105,6 @@ def _import_psycopg() -> Any:
             f"the PostgreSQL gallery needs psycopg and pgvector ({exc.name} is missing): run {_INSTALL}"
         ) from exc
     return psycopg, pgvector.psycopg
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (userinfo and ``password=`` options)."""
-    out = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", out, flags=re.IGNORECASE)
 
 
 def _now() -> str:
