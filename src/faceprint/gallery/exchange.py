@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import GalleryError, IncompatibleEmbeddingError
 from ..types import Box
-from .records import EXPORT_FORMAT_VERSION, FaceRecord, Store, check_name
+from .records import EXPORT_FORMAT_VERSION, FaceRecord, Store, check_name, now_iso
 
 EXPORT_DOC = """faceprint gallery export, JSON lines (UTF-8), one JSON object per line:
 
@@ -60,7 +60,7 @@ def export_store(store: Store, path: Path) -> int:
         "people": len(people),
         "faces": n_faces,
         "settings": settings,
-        "exported_at": _now(),
+        "exported_at": now_iso(),
     }
     tmp: str | None = None
     try:
@@ -75,12 +75,6 @@ def export_store(store: Store, path: Path) -> int:
             Path(tmp).unlink(missing_ok=True)
         raise GalleryError(f"cannot write gallery export {path}: {exc.strerror or exc}") from None
     return n_faces
-
-
-def _now() -> str:
-    from .sqlite import now_iso
-
-    return now_iso()
 
 
 def _read_face(d: dict[str, Any], person: str, dim: int) -> FaceRecord:

@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -44,7 +43,7 @@ from numpy.typing import NDArray
 from ..config import mask_url
 from ..errors import GalleryError, IncompatibleEmbeddingError, MissingExtraError
 from ..types import Box
-from .records import FaceRecord, Person, Snapshot, check_name
+from .records import FaceRecord, Person, Snapshot, check_name, check_vectors, now_iso
 
 if TYPE_CHECKING:
     import psycopg
@@ -105,11 +104,6 @@ def _import_psycopg() -> Any:
             f"the PostgreSQL gallery needs psycopg and pgvector ({exc.name} is missing): run {_INSTALL}"
         ) from exc
     return psycopg, pgvector.psycopg
-
-
-def _now() -> str:
-    """The current UTC time, ISO 8601 with seconds precision (as ``SqliteStore`` writes it)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -274,7 +268,7 @@ class PostgresStore:
         check_name(person)
         if not faces:
             return [], []
-        model, dim, vecs = _check_vectors(self.location, faces)
+        model, dim, vecs = check_vectors(self.location, faces)
         meta = _jsonb(self._psycopg, metadata or {})
 
         def tx(conn: psycopg.Connection[Any]) -> tuple[list[FaceRecord], list[FaceRecord]]:
@@ -286,7 +280,7 @@ class PostgresStore:
                         f"gallery {self.location} holds {bound_dim}-D vectors of {bound}; got {dim}-D "
                         f"vectors of {model} (use the gallery's embedder, or another gallery)"
                     )
-                stamp = _now()
+                stamp = now_iso()
                 row = conn.execute("SELECT id FROM faceprint.people WHERE name = %s", (person,)).fetchone()
                 pid0 = row[0] if row else None
                 shas = conn.execute("SELECT image_sha256 FROM faceprint.faces WHERE person_id = %s", (pid0,))
@@ -508,25 +502,6 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
-
-
-def _check_vectors(location: str, faces: Sequence[FaceRecord]) -> tuple[str, int, list[NDArray[np.float32]]]:
-    """The one (model, dim) of ``faces`` and their float32 vectors; refuses mixed models, bad
-    shapes, NaN/inf (the same checks and messages as ``SqliteStore``)."""
-    model = faces[0].model
-    vecs = [np.asarray(f.vector, dtype=np.float32) for f in faces]
-    dim = int(vecs[0].reshape(-1).shape[0])
-    for f, v in zip(faces, vecs, strict=True):
-        if f.model != model:
-            raise IncompatibleEmbeddingError(
-                f"gallery {location}: one enrolment mixes vectors of {model} and {f.model}"
-            )
-        if v.ndim != 1 or v.shape[0] != dim or dim == 0 or not np.all(np.isfinite(v)):
-            raise GalleryError(
-                f"gallery {location}: expected finite {dim}-D vectors, "
-                f"got shape {v.shape} for face {f.face_id}"
-            )
-    return model, dim, vecs
 
 
 def _jsonb(psycopg: Any, metadata: Mapping[str, Any]) -> Any:

@@ -10,19 +10,22 @@ Similarity is the cosine similarity of unit vectors everywhere (higher = more al
 
 Backends (:class:`Store`): SQLite (default, a file; WAL mode) and PostgreSQL + pgvector.
 Every write is one transaction, so a crash leaves the gallery as it was before the call
-or after it, never half-written; a person is either fully there or absent.
+or after it, never half-written; a person is either fully there or absent. What both
+backends check and stamp the same way lives here: :func:`check_vectors` (one model, one
+dimension, finite float32 vectors per enrolment) and :func:`now_iso` (``added_at``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import GalleryError
+from ..errors import GalleryError, IncompatibleEmbeddingError
 from ..types import UNKNOWN, Box
 
 #: Version of the export file format (``Gallery.export``); bumped on incompatible change.
@@ -39,6 +42,11 @@ def check_name(name: str) -> str:
     if name.strip().lower() == UNKNOWN:
         raise GalleryError(f"{name!r} is reserved: identify labels faces nobody matches with it")
     return name
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with seconds precision (``added_at``, ``created_at``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -141,3 +149,23 @@ class Store(Protocol):
     def set_setting(self, key: str, value: str | None) -> None: ...
 
     def close(self) -> None: ...
+
+
+def check_vectors(location: str, faces: Sequence[FaceRecord]) -> tuple[str, int, list[NDArray[np.float32]]]:
+    """The one (model, dim) of the ``faces`` of one enrolment into the gallery at
+    ``location``, and their vectors as float32 (what the stores keep); refuses mixed
+    models, bad shapes and NaN/inf. ``faces`` is not empty."""
+    model = faces[0].model
+    vecs = [np.asarray(f.vector, dtype=np.float32) for f in faces]
+    dim = int(vecs[0].reshape(-1).shape[0])
+    for f, v in zip(faces, vecs, strict=True):
+        if f.model != model:
+            raise IncompatibleEmbeddingError(
+                f"gallery {location}: one enrolment mixes vectors of {model} and {f.model}"
+            )
+        if v.ndim != 1 or v.shape[0] != dim or dim == 0 or not np.all(np.isfinite(v)):
+            raise GalleryError(
+                f"gallery {location}: expected finite {dim}-D vectors, "
+                f"got shape {v.shape} for face {f.face_id}"
+            )
+    return model, dim, vecs

@@ -32,7 +32,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import GalleryError, IncompatibleEmbeddingError
 from ..types import Box
-from .records import FaceRecord, Person, Snapshot
+from .records import FaceRecord, Person, Snapshot, check_vectors, now_iso
 
 SCHEMA_VERSION = 1
 #: ``PRAGMA application_id`` of a faceprint gallery: "FPRG" in ASCII.
@@ -70,11 +70,6 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
 CREATE INDEX IF NOT EXISTS faces_sha ON faces(person_id, image_sha256);
 """
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO 8601 with seconds precision."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class SqliteStore:
@@ -381,7 +376,7 @@ class SqliteStore:
         """
         if not faces:
             return [], []
-        model, dim = _check_vectors(self.location, faces)
+        model, dim, _ = check_vectors(self.location, faces)
         added: list[FaceRecord] = []
         skipped: list[FaceRecord] = []
         with self._write(f"enrol {person!r}") as conn:
@@ -434,7 +429,11 @@ class SqliteStore:
                 )  # fmt: skip
                 if f.image_sha256 is not None:
                     seen.add(f.image_sha256)
-                added.append(f if f.person == person and f.added_at else _restamp(f, person, stamp))
+                added.append(
+                    f
+                    if f.person == person and f.added_at
+                    else replace(f, person=person, added_at=f.added_at or stamp)
+                )
             if not added and row is None:
                 conn.execute("DELETE FROM people WHERE id = ?", (pid,))
         return added, skipped
@@ -483,27 +482,3 @@ class SqliteStore:
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.location!r})"
-
-
-def _restamp(f: FaceRecord, person: str, stamp: str) -> FaceRecord:
-    return FaceRecord(
-        f.face_id, person, f.vector, f.model, f.image_sha256, f.box, f.score, f.added_at or stamp
-    )
-
-
-def _check_vectors(location: str, faces: Sequence[FaceRecord]) -> tuple[str, int]:
-    """The one (model, dim) of ``faces``; refuses mixed models, bad shapes, NaN/inf."""
-    model = faces[0].model
-    dim = int(np.asarray(faces[0].vector).reshape(-1).shape[0])
-    for f in faces:
-        v = np.asarray(f.vector)
-        if f.model != model:
-            raise IncompatibleEmbeddingError(
-                f"gallery {location}: one enrolment mixes vectors of {model} and {f.model}"
-            )
-        if v.ndim != 1 or v.shape[0] != dim or dim == 0 or not np.all(np.isfinite(v)):
-            raise GalleryError(
-                f"gallery {location}: expected finite {dim}-D vectors, "
-                f"got shape {v.shape} for face {f.face_id}"
-            )
-    return model, dim
