@@ -6,250 +6,51 @@ the store runs ``CREATE EXTENSION IF NOT EXISTS vector`` on first open, which ne
 (or a user allowed to create it); otherwise an administrator runs ``CREATE EXTENSION vector;``
 once in that database.
 
-**Schema** (version :data:`SCHEMA_VERSION`, created on first open in schema ``faceprint``):
-``meta`` (one row: schema version, bound model ``name@version``, dim, ``generation``),
-``settings``, ``people`` (unique name, jsonb metadata) and ``faces`` (``vector`` column, box,
-score, sha256, ``ON DELETE CASCADE`` to its person, ``UNIQUE (person_id, image_sha256)``). The
-dimension is unknown until the first enrolment binds the model; that transaction types the
-column ``vector(dim)`` and builds the HNSW index (``vector_cosine_ops``), so the search is
-server-side: ``ORDER BY vector <=> query`` (cosine distance; similarity = 1 - distance).
-
-**Transactions and concurrency.** Every write is one transaction that first locks the ``meta``
-row (``SELECT ... FOR UPDATE``) and bumps ``generation`` in it, so concurrent writers from any
-number of processes are serialised, nothing is lost, and a crash leaves the gallery as it was
-before the call or after it. Values always travel as query parameters (never formatted into SQL),
-so names with quotes, slashes or any unicode are stored as given.
-
-**Connection failures.** One connection per store, opened on demand with a connect timeout of
-:data:`CONNECT_TIMEOUT_S`. A failure to connect, or a server that goes away mid-operation, raises
-:class:`~faceprint.errors.GalleryError` ("cannot reach PostgreSQL at ...") and drops the
-connection; the next call connects again. A connection idle for more than :data:`PING_AFTER_S`
-is checked first, so a server restarted between two calls costs no error. Error messages show the
-URL with its password masked.
+:class:`PostgresStore` is the :class:`~.records.Store`: what it reads and writes. The schema,
+the connection (timeouts, reconnection, masked URLs) and the write transactions are
+:class:`~.postgres_connection.PgConnection`'s (:mod:`.postgres_connection`, where
+:data:`SCHEMA_VERSION`, :data:`CONNECT_TIMEOUT_S` and :data:`PING_AFTER_S` are explained).
+Search is server-side through pgvector's HNSW index: ``ORDER BY vector <=> query`` (cosine
+distance; similarity = 1 - distance). Values always travel as query parameters (never
+formatted into SQL), so names with quotes, slashes or any unicode are stored as given.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..config import mask_url
-from ..errors import GalleryError, IncompatibleEmbeddingError, MissingExtraError
+from ..errors import GalleryError, IncompatibleEmbeddingError
 from ..types import Box
+from .postgres_connection import CONNECT_TIMEOUT_S, PING_AFTER_S, SCHEMA_VERSION, PgConnection
 from .records import FaceRecord, Person, Snapshot, check_name, check_vectors, now_iso
 
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMA_VERSION = 1
-CONNECT_TIMEOUT_S = 5
-PING_AFTER_S = 1.0
+__all__ = ["CONNECT_TIMEOUT_S", "EF_SEARCH", "PING_AFTER_S", "SCHEMA_VERSION", "PostgresStore"]
+
 #: HNSW candidate list size per query (pgvector's default is 40). 200 gives recall@1 of 1.0 on
 #: 2,000 random 128-D unit vectors (the test), where 40 does not; raised to ``k`` when larger.
 EF_SEARCH = 200
-#: pgvector's HNSW index handles at most 2,000 dimensions; beyond that the search is exact.
-HNSW_MAX_DIM = 2000
 
-_INSTALL = "pip install 'faceprint[postgres]'"
-_SCHEMA_DDL = """
-CREATE SCHEMA IF NOT EXISTS faceprint;
-CREATE TABLE IF NOT EXISTS faceprint.meta (
-    id integer PRIMARY KEY CHECK (id = 1),
-    schema_version integer NOT NULL,
-    model text,
-    dim integer,
-    generation bigint NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS faceprint.settings (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE IF NOT EXISTS faceprint.people (
-    id bigserial PRIMARY KEY,
-    name text NOT NULL UNIQUE,
-    metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
-    created_at text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS faceprint.faces (
-    seq bigserial PRIMARY KEY,
-    face_id text NOT NULL UNIQUE,
-    person_id bigint NOT NULL REFERENCES faceprint.people (id) ON DELETE CASCADE,
-    vector vector NOT NULL,
-    model text NOT NULL,
-    image_sha256 text,
-    x1 double precision, y1 double precision, x2 double precision, y2 double precision,
-    score double precision,
-    added_at text NOT NULL,
-    UNIQUE (person_id, image_sha256)
-);
-CREATE INDEX IF NOT EXISTS faces_person ON faceprint.faces (person_id);
-"""
 _FACE_COLS = (
     "f.face_id, p.name, f.vector, f.model, f.image_sha256, f.x1, f.y1, f.x2, f.y2, f.score, f.added_at"
 )
 
-T = TypeVar("T")
 
-
-def _import_psycopg() -> Any:
-    try:
-        import pgvector.psycopg
-        import psycopg
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"the PostgreSQL gallery needs psycopg and pgvector ({exc.name} is missing): run {_INSTALL}"
-        ) from exc
-    return psycopg, pgvector.psycopg
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-class PostgresStore:
+class PostgresStore(PgConnection):
     """A gallery in a PostgreSQL database with pgvector; see the module docstring."""
-
-    def __init__(self, url: str) -> None:
-        self._psycopg, self._pgvector = _import_psycopg()
-        self._url = url
-        self.location = mask_url(url)
-        self._conn: psycopg.Connection[Any] | None = None
-        self._last_used = 0.0
-        self._lock = threading.RLock()  # one connection: one transaction at a time across threads
-        self._run("open the gallery", lambda conn: None)  # connects and creates the schema
-
-    # ----------------------------------------------------------------- connection handling
-    def _scrub(self, text: str) -> str:
-        """``text`` without the URL's password, should libpq ever echo it."""
-        try:
-            password = self._psycopg.conninfo.conninfo_to_dict(self._url).get("password")
-        except self._psycopg.Error:
-            return mask_url(text)
-        return mask_url(text.replace(str(password), "***") if password else text)
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        pg = self._psycopg
-        try:
-            conn: psycopg.Connection[Any] = pg.connect(
-                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-            )
-        except pg.Error as exc:
-            raise GalleryError(
-                f"cannot reach PostgreSQL at {self.location}: {self._scrub(_first_line(exc))}"
-            ) from None
-        try:
-            self._ensure_schema(conn)
-            self._pgvector.register_vector(conn)
-        except pg.Error as exc:
-            conn.close()
-            raise GalleryError(
-                f"cannot open the gallery schema at {self.location}: {self._scrub(_first_line(exc))}"
-            ) from None
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
-        """Create the extension and tables once; refuse a schema from a newer faceprint.
-
-        The DDL runs only while ``faceprint.meta`` is missing, so a user with read/write rights
-        on an existing gallery needs no CREATE privilege; an advisory lock serialises processes
-        that open a new gallery at the same moment."""
-        exists = conn.execute("SELECT to_regclass('faceprint.meta') IS NOT NULL").fetchone()
-        if not (exists and exists[0]):
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext('faceprint.schema'))")
-                if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None:
-                    try:
-                        with conn.transaction():
-                            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-                    except self._psycopg.Error as exc:
-                        raise GalleryError(
-                            f"the pgvector extension is not installed in the database at {self.location} "
-                            f"and could not be created ({_first_line(exc)}): ask an administrator to run "
-                            "'CREATE EXTENSION vector;' in that database"
-                        ) from None
-                conn.execute(_SCHEMA_DDL)
-                conn.execute(
-                    "INSERT INTO faceprint.meta (id, schema_version) VALUES (1, %s) ON CONFLICT DO NOTHING",
-                    (SCHEMA_VERSION,),
-                )
-        row = conn.execute("SELECT schema_version FROM faceprint.meta WHERE id = 1").fetchone()
-        found = int(row[0]) if row else SCHEMA_VERSION
-        if found > SCHEMA_VERSION:
-            raise GalleryError(
-                f"the gallery at {self.location} has schema version {found}, newer than this faceprint "
-                f"supports ({SCHEMA_VERSION}): upgrade faceprint"
-            )
-
-    def _live(self) -> psycopg.Connection[Any]:
-        """The open connection, (re)connecting when it is missing, closed or found dead."""
-        conn = self._conn
-        if conn is not None and not conn.closed and time.monotonic() - self._last_used > PING_AFTER_S:
-            try:
-                conn.execute("SELECT 1")
-            except self._psycopg.Error:
-                conn.close()
-        if conn is None or conn.closed:
-            self._conn = conn = self._connect()
-        return conn
-
-    def _run(self, what: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``fn`` on a live connection, turning every database failure into GalleryError."""
-        with self._lock:
-            return self._run_locked(what, fn)
-
-    def _run_locked(self, what: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        conn = self._live()
-        try:
-            return fn(conn)
-        except self._psycopg.Error as exc:
-            if conn.closed or conn.broken:
-                self._conn = None
-                conn.close()
-                raise GalleryError(
-                    f"cannot reach PostgreSQL at {self.location}: lost the connection while trying to "
-                    f"{what}: {self._scrub(_first_line(exc))} (the server rolls back an unfinished "
-                    "write; retry once it is back)"
-                ) from None
-            raise GalleryError(
-                f"PostgreSQL gallery at {self.location}: cannot {what}: {self._scrub(_first_line(exc))}"
-            ) from None
-        finally:
-            self._last_used = time.monotonic()
-
-    @contextmanager
-    def _write(self, conn: psycopg.Connection[Any]) -> Iterator[tuple[str | None, int | None]]:
-        """A write transaction holding the meta row lock; bumps ``generation`` on success."""
-        with conn.transaction():
-            row = conn.execute("SELECT model, dim FROM faceprint.meta WHERE id = 1 FOR UPDATE").fetchone()
-            yield (row[0], row[1]) if row else (None, None)
-            conn.execute("UPDATE faceprint.meta SET generation = generation + 1 WHERE id = 1")
-
-    def _writing(self, what: str, body: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``body`` inside one locked write transaction (see :meth:`_write`)."""
-
-        def tx(conn: psycopg.Connection[Any]) -> T:
-            with self._write(conn):
-                return body(conn)
-
-        return self._run(what, tx)
 
     def _person_id(self, conn: psycopg.Connection[Any], name: str, action: str) -> int:
         row = conn.execute("SELECT id FROM faceprint.people WHERE name = %s", (name,)).fetchone()
         if row is None:
             raise GalleryError(f"gallery {self.location}: cannot {action} {name!r}: no such person")
         return int(row[0])
-
-    def _rows(self, what: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """All rows of one read-only query."""
-        return self._run(what, lambda conn: conn.execute(sql, params).fetchall())
 
     # ----------------------------------------------------------------- Store protocol
     def model(self) -> tuple[str, int] | None:
@@ -330,16 +131,6 @@ class PostgresStore:
 
     def count_people(self) -> int:
         return int(self._rows("count people", "SELECT count(*) FROM faceprint.people")[0][0])
-
-    def _bind(self, conn: psycopg.Connection[Any], model: str, dim: int) -> None:
-        """Bind the gallery to ``model``: type the vector column and build the HNSW index."""
-        conn.execute(f"ALTER TABLE faceprint.faces ALTER COLUMN vector TYPE vector({int(dim)})")
-        if dim <= HNSW_MAX_DIM:
-            conn.execute(
-                "CREATE INDEX IF NOT EXISTS faces_hnsw ON faceprint.faces "
-                "USING hnsw (vector vector_cosine_ops)"
-            )
-        conn.execute("UPDATE faceprint.meta SET model = %s, dim = %s WHERE id = 1", (model, dim))
 
     def remove_person(self, name: str) -> int:
         def body(conn: psycopg.Connection[Any]) -> int:
@@ -493,12 +284,6 @@ class PostgresStore:
             return out
 
         return self._run("read person centroids", q)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
