@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from faceprint.evaluation import report
+from faceprint.evaluation import report, thumbnails
 from faceprint.evaluation.metrics import NO_FACE_SCORE
 from faceprint.evaluation.report import ErrorCase, ErrorSection, Figure, Thumb, hardest_errors, write_report
 from faceprint.types import Box
@@ -79,19 +79,19 @@ def _photo(path: Path, w: int = 200, h: int = 160) -> Path:
 
 def test_crop_is_square_with_margin_and_grey_outside_the_photo() -> None:
     img = np.full((100, 100, 3), 200, np.uint8)
-    t = report.crop_thumbnail(img, Box(0, 0, 40, 40), 64)
+    t = thumbnails.crop_thumbnail(img, Box(0, 0, 40, 40), 64)
     assert t.shape == (64, 64, 3) and t.dtype == np.uint8
     # the box is grown by 25% each side (60 px square from -10): the top-left 1/6 is off the photo
     assert (t[:8, :8] == 128).all() and (t[40:, 40:] == 200).all()
-    whole = report.crop_thumbnail(np.zeros((50, 80, 3), np.uint8), None, 32)
+    whole = thumbnails.crop_thumbnail(np.zeros((50, 80, 3), np.uint8), None, 32)
     assert whole.shape == (32, 32, 3) and (whole == 0).all()
     # a bogus huge box must not allocate its own size
-    big = report.crop_thumbnail(img, Box(-1e7, -1e7, 1e7, 1e7), 32)
+    big = thumbnails.crop_thumbnail(img, Box(-1e7, -1e7, 1e7, 1e7), 32)
     assert big.shape == (32, 32, 3)
     with pytest.raises(ValueError, match="outside"):
-        report.crop_thumbnail(img, Box(500, 500, 600, 600), 32)
+        thumbnails.crop_thumbnail(img, Box(500, 500, 600, 600), 32)
     with pytest.raises(ValueError, match="invalid"):
-        report.crop_thumbnail(img, Box(10, 10, 10, 50), 32)
+        thumbnails.crop_thumbnail(img, Box(10, 10, 10, 50), 32)
 
 
 def test_each_photo_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +107,7 @@ def test_each_photo_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(faceprint.io, "load_image", counting)
     a, b = _photo(tmp_path / "a.png"), _photo(tmp_path / "b.png")
     thumbs = [Thumb(a, Box(10, 10, 60, 60)), Thumb(b), Thumb(a, Box(100, 20, 150, 80)), Thumb(a)]
-    uris = report.render_thumbnails(thumbs * 3, 48)
+    uris = thumbnails.render_thumbnails(thumbs * 3, 48)
     assert sorted(calls) == sorted([str(a.absolute()), str(b.absolute())])
     assert len(uris) == 4 and all(u.startswith("data:image/jpeg;base64,") for u in uris.values())
 
