@@ -1,9 +1,9 @@
 """MTCNN (Zhang et al. 2016), the three-stage cascade, as facenet-pytorch runs it, without torch.
 
-The weights are facenet-pytorch's released ``pnet.pt``/``rnet.pt``/``onet.pt`` (legacy
-``torch.save`` state_dicts, read by :mod:`.torch_legacy`). Each net is rebuilt as a small
-ONNX graph in memory (Conv, PReLU, MaxPool with ceil mode, Gemm, Softmax) and run on
-onnxruntime; P-Net takes any input height/width.
+The weights are facenet-pytorch's released ``pnet.pt``/``rnet.pt``/``onet.pt``, rebuilt as
+ONNX graphs and run on onnxruntime (:mod:`.mtcnn_nets`). This module is the cascade
+around them and its numeric building blocks (torch's ``area`` resampling, NMS, box
+regression, crops).
 
 The cascade follows facenet-pytorch's ``detect_face`` step for step, because its outputs
 (and every threshold tuned on them) are what users of this model know:
@@ -32,17 +32,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import models
-from ..errors import InvalidImageError, ModelUnavailableError
+from ..errors import InvalidImageError
 from ..types import Box, Face, Image
 from . import too_small
-from .torch_legacy import load_state_dict, sequential_onnx
+from .mtcnn_nets import FILES, INPUT_SIDE, open_session
 
 log = logging.getLogger(__name__)
 
@@ -51,38 +49,6 @@ I64 = NDArray[np.int64]
 
 #: Crops per R-Net/O-Net session call; bounds the activations' memory (~55 MB for R-Net).
 CROP_CHUNK = 1024
-
-_FILES = {net: f"mtcnn_facenet_pytorch/{net}.pt" for net in ("pnet", "rnet", "onet")}
-
-# Layer recipes (see torch_legacy.sequential_onnx), named by facenet-pytorch's state_dict
-# keys. "flatten:0321" permutes NCHW to N,W,H,C before flattening, as facenet-pytorch's
-# forward does: its dense weights were ported from the Caffe model in that order.
-_TRUNKS = {
-    "pnet": "conv1 prelu1 pool:2:2 conv2 prelu2 conv3 prelu3",
-    "rnet": "conv1 prelu1 pool:3:2 conv2 prelu2 pool:3:2 conv3 prelu3 flatten:0321 dense4 prelu4",
-    "onet": "conv1 prelu1 pool:3:2 conv2 prelu2 pool:3:2 conv3 prelu3 pool:2:2 conv4 prelu4 "
-    "flatten:0321 dense5 prelu5",
-}
-# (output name, layer, softmax over channels?)
-_HEADS = {
-    "pnet": [("reg", "conv4_2", False), ("prob", "conv4_1", True)],
-    "rnet": [("reg", "dense5_2", False), ("prob", "dense5_1", True)],
-    "onet": [("reg", "dense6_2", False), ("points", "dense6_3", False), ("prob", "dense6_1", True)],
-}
-_INPUT_SIDE = {"pnet": None, "rnet": 24, "onet": 48}
-
-
-def build_onnx(net: str, sd: dict[str, NDArray[Any]]) -> bytes:
-    """Serialized ONNX model of ``net`` ("pnet", "rnet" or "onet") with ``sd``'s weights.
-
-    Input ``input``: float32 ``(N, 3, H, W)``, normalised RGB; H and W are free for P-Net,
-    24/48 for R-/O-Net. Outputs as facenet-pytorch's forward: ``reg``, (``points``), ``prob``.
-    """
-    side = _INPUT_SIDE[net]
-    return sequential_onnx(
-        sd, _TRUNKS[net].split(), _HEADS[net], ["N", 3, "H", "W"] if side is None else ["N", 3, side, side]
-    )
-
 
 # ---------------------------------------------------------------- resampling (torch "area")
 
@@ -255,36 +221,7 @@ class MtcnnDetector:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if num_threads:
             opts.intra_op_num_threads = num_threads
-        self._sessions = {net: self._session(ort, opts, net, model_dir) for net in _FILES}
-
-    @staticmethod
-    def _session(ort: Any, opts: Any, net: str, model_dir: str | None) -> Any:
-        """An onnxruntime session for ``net``, checked by one probe run on zeros."""
-        if model_dir is not None:
-            path = Path(model_dir).expanduser() / f"{net}.pt"
-            if not path.is_file():
-                raise ModelUnavailableError(f"MTCNN weights {path.name} not found in {model_dir}")
-        else:
-            path = models.resolve("mtcnn", filename=_FILES[net])
-        sd = load_state_dict(path)
-        side = _INPUT_SIDE[net] or 12
-        want = [(1, 4), (1, 10), (1, 2)] if net == "onet" else [(1, 4), (1, 2)]
-        try:  # a well-formed file with other keys or shapes fails here
-            sess = ort.InferenceSession(
-                build_onnx(net, sd), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-            got = [
-                tuple(np.shape(o))[:2]
-                for o in sess.run(None, {"input": np.zeros((1, 3, side, side), np.float32)})
-            ]
-        except Exception as exc:
-            why = f"it has no tensor {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise ModelUnavailableError(
-                f"{path} does not hold facenet-pytorch's {net} weights: {why}"
-            ) from exc
-        if got != want:
-            raise ModelUnavailableError(f"{path}: {net} outputs shapes {got}, expected {want}")
-        return sess
+        self._sessions = {net: open_session(ort, opts, net, model_dir) for net in FILES}
 
     def _run(self, net: str, batch: F32) -> list[F32]:
         """One net's outputs for ``batch``, in chunks of :data:`CROP_CHUNK` crops."""
@@ -389,7 +326,7 @@ class MtcnnDetector:
         owner: I64,
     ) -> tuple[F32, F32, I64, F32]:
         """Stage 2 (R-Net, 24 px) or 3 (O-Net, 48 px, with landmarks) on all candidates."""
-        side = _INPUT_SIDE[net] or 0
+        side = INPUT_SIDE[net] or 0
         no_points = np.zeros((0, 5, 2), np.float32)
         crops: list[F32] = []
         kept: list[I64] = []
