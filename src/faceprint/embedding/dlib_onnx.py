@@ -33,7 +33,6 @@ import contextlib
 import importlib
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -44,6 +43,7 @@ from numpy.typing import NDArray
 from .. import models
 from ..config import get_settings
 from ..errors import MissingExtraError, ModelUnavailableError
+from ..files import atomic_write
 from ..types import Image
 from . import check_crops, l2_normalize
 from .dlib import DEFAULT_THRESHOLD, FLIP_THRESHOLD, chip_templates
@@ -247,19 +247,6 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _write_atomically(data: bytes, path: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def build_onnx(
     dat_path: str | os.PathLike[str] | None = None,
     out_path: str | os.PathLike[str] | None = None,
@@ -289,7 +276,8 @@ def build_onnx(
                 return out
             log.info("converting %s to ONNX at %s", dat, out)
             model = to_onnx(read_network(dat), {"source_sha256": sha, "source_file": dat.name})
-            _write_atomically(model.SerializeToString(), out)
+            data = model.SerializeToString()
+            atomic_write(out, lambda tmp: tmp.write_bytes(data), mode=None, fsync=True)
     except OSError as exc:
         raise ModelUnavailableError(
             f"cannot write the ONNX model to {out}: {exc}; set FACEPRINT_CACHE to a writable directory"

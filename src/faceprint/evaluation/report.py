@@ -20,8 +20,6 @@ import base64
 import html
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..files import atomic_write
 from .metrics import NO_FACE_SCORE
 from .thumbnails import Thumb, ThumbKey, render_thumbnails, thumb_key
 
@@ -303,16 +302,5 @@ def write_report(
         errors=errors,
         thumb_size=thumb_size,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"), fsync=True)
     return out

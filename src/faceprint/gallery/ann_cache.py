@@ -6,8 +6,8 @@ store; but the store (SQLite/PostgreSQL) is the source of truth, and these files
 parameters, is rebuilt from the snapshot with a log message, never an error, and losing
 or deleting them never loses data.
 
-Files, when an index has a ``path`` (all three written atomically: temp file +
-``os.replace``):
+Files, when an index has a ``path`` (all three written with
+:func:`~faceprint.files.atomic_write`, readable by all like the gallery directory):
 
 * ``<path>`` -- the usearch graph of the base (:class:`~.hnsw.Graph`);
 * ``<path>.ids.npy`` -- the base's face ids in key order (UTF-8, numpy ``S`` array, read
@@ -25,15 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..files import atomic_write
 from .hnsw import Graph, KeyMapping
 
 log = logging.getLogger(__name__)
@@ -71,20 +69,6 @@ def _file_sha256(path: Path) -> str:
 def _check_file(path: Path, meta: dict[str, Any], size_key: str, sha_key: str) -> None:
     if meta.get(size_key) != path.stat().st_size or meta.get(sha_key) != _file_sha256(path):
         raise ValueError(f"{path.name} does not match the checksum recorded in its sidecar")
-
-
-def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Call ``write(tmp_path)`` then move the result onto ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is as readable as the gallery dir
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _encode_ids(face_ids: tuple[str, ...]) -> NDArray[np.bytes_] | None:
@@ -167,8 +151,8 @@ def save_graph(path: Path, fixed: dict[str, Any], graph: Graph) -> None:
             np.save(f, ids, allow_pickle=False)
 
     try:
-        _atomic_write(path, lambda tmp: graph.index.save(str(tmp)))
-        _atomic_write(ids_file, write_ids)
+        atomic_write(path, lambda tmp: graph.index.save(str(tmp)))
+        atomic_write(ids_file, write_ids)
         meta = {
             **fixed,
             "generation": graph.generation,
@@ -178,6 +162,6 @@ def save_graph(path: Path, fixed: dict[str, Any], graph: Graph) -> None:
             "ids_bytes": ids_file.stat().st_size,
             "ids_sha256": _file_sha256(ids_file),
         }
-        _atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+        atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     except OSError as exc:  # a cache we cannot write is not an error: search still works
         log.warning("could not save ANN index to %s (%s): it will be rebuilt next time", path, exc)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import GalleryError, IncompatibleEmbeddingError
+from ..files import atomic_write
 from ..types import Box
 from .records import EXPORT_FORMAT_VERSION, FaceRecord, Store, check_name, now_iso
 
@@ -62,17 +61,15 @@ def export_store(store: Store, path: Path) -> int:
         "settings": settings,
         "exported_at": now_iso(),
     }
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as fh:
             fh.write(json.dumps(header, ensure_ascii=False) + "\n")
             fh.writelines(line + "\n" for line in lines)
-        os.replace(tmp, path)
+
+    try:
+        atomic_write(path, write, mode=None)  # owner-only (0600), as exports always were: biometric data
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise GalleryError(f"cannot write gallery export {path}: {exc.strerror or exc}") from None
     return n_faces
 
