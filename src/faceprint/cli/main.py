@@ -1,5 +1,5 @@
 """``faceprint`` entry point: detect, verify, enroll, identify, lookalike, gallery, models, eval,
-calibrate.
+calibrate, watch.
 
 Exit codes: 0 success, 1 error (one line on stderr, never a traceback), 2 usage error.
 """
@@ -16,6 +16,7 @@ from . import common
 from .evaluate import calibrate, eval_app
 from .gallery import enroll, gallery_app, identify, lookalike
 from .models import models_app
+from .video import watch
 
 app = typer.Typer(
     name="faceprint",
@@ -31,6 +32,7 @@ app.command()(enroll)
 app.command()(identify)
 app.command()(lookalike)
 app.command()(calibrate)
+app.command()(watch)
 
 DetectorOpt = Annotated[
     str | None,

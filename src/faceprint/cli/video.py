@@ -1,0 +1,153 @@
+"""``faceprint watch SOURCE``: recognise the faces of a video file, camera or stream per track.
+
+Writes, as asked: an annotated video (``--out``: box, name or ``unknown``, similarity and
+track id on every face), events as JSON lines flushed as they happen (``--events``, so a
+consumer can ``tail -f`` them), and a window (``--show``, where OpenCV has a GUI and a
+display exists). Prints a summary per track at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+
+from . import common
+
+GalleryOpt = Annotated[
+    str | None,
+    typer.Option("--gallery", "-g", help="SQLite file or postgresql:// URL (default: FACEPRINT_GALLERY)"),
+]
+
+
+def _writer(path: Path, fps: float, size: tuple[int, int]) -> Any:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), max(fps, 1.0), size)
+    if not w.isOpened():
+        raise common.fail(
+            f"cannot write a video to {path} (OpenCV has no encoder for it; try a .mp4 or .avi name)"
+        )
+    return w
+
+
+def _can_show() -> bool:
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    try:
+        import cv2
+
+        cv2.namedWindow("faceprint")
+        return True
+    except Exception:  # headless OpenCV build: no highgui
+        return False
+
+
+def annotate(result: Any) -> Any:
+    """The frame of ``result`` (RGB) with each track's box, label, similarity and id."""
+    from ..draw import draw_faces
+
+    labels = []
+    for r in result.recognitions:
+        sim = f" {r.best.similarity:.2f}" if r.best is not None else ""
+        labels.append(f"#{r.track_id} {r.label}{sim}")
+    return draw_faces(result.image, [r.face for r in result.recognitions], labels)
+
+
+def watch(
+    source: Annotated[str, typer.Argument(help="video file, camera index (0) or rtsp:// / http:// URL")],
+    gallery: GalleryOpt = None,
+    out: Annotated[Path | None, typer.Option(help="write an annotated video here (.mp4)")] = None,
+    events: Annotated[Path | None, typer.Option(help="append events here as JSON lines")] = None,
+    show: Annotated[
+        bool, typer.Option(help="show a window (needs a display and a GUI build of OpenCV)")
+    ] = False,
+    detect_every: Annotated[int, typer.Option(help="run the detector every N frames (track between)")] = 1,
+    embed_every: Annotated[int, typer.Option(help="re-embed a track every N frames")] = 10,
+    min_frames: Annotated[int, typer.Option(help="embeddings a track needs before it is named")] = 3,
+    max_fps: Annotated[float | None, typer.Option(help="process at most this many frames per second")] = None,
+    threshold: Annotated[float | None, typer.Option(help="fixed threshold (default: the gallery's)")] = None,
+    reconnect: Annotated[bool, typer.Option(help="reopen a network stream that drops")] = False,
+    no_gallery: Annotated[bool, typer.Option("--no-gallery", help="track only, name nobody")] = False,
+    detector: Annotated[str | None, typer.Option("--detector", "-d")] = None,
+    embedder: Annotated[str | None, typer.Option("--embedder", "-e")] = None,
+) -> None:
+    """Track faces and name each track (or 'unknown') by voting over its frames."""
+    from ..recognizer import Recognizer
+    from ..video.sources import open_source
+    from ..video.stream import recognize_stream
+
+    if show and not _can_show():
+        raise common.fail("--show needs a display and a GUI build of OpenCV (pip install opencv-python)")
+    src_arg: str | int = int(source) if source.isdigit() else source
+    from ..recognizer import default_detector_name
+
+    # ByteTrack's second stage keeps a track alive through weak detections (0.3-0.6): let
+    # YuNet report them (tracks still start only from confident ones).
+    det_opts = {"score_threshold": 0.3} if (detector or default_detector_name()) == "yunet" else None
+    rec = Recognizer(detector=detector, embedder=embedder, detector_options=det_opts)
+    g = None
+    if not no_gallery:
+        from ..gallery import open_gallery
+
+        g = open_gallery(gallery, rec)
+    src = open_source(src_arg, max_fps=max_fps, reconnect=reconnect)
+    common.err.print(f"watching {src.description}", markup=False)
+    writer = None
+    log: IO[str] | None = events.open("a", encoding="utf-8") if events is not None else None
+    tracks: dict[int, dict[str, Any]] = {}
+    frames = 0
+    t0 = time.perf_counter()
+    try:
+        for res in recognize_stream(
+            rec, g, src, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
+            min_frames=min_frames,
+        ):  # fmt: skip
+            frames += res.image is not None
+            for ev in res.events:
+                if log is not None:
+                    log.write(json.dumps(ev) + "\n")
+                    log.flush()
+                if ev["event"] == "track_ended":
+                    tracks[ev["track_id"]] = ev
+            if res.image is None:
+                continue
+            if out is not None or show:
+                import cv2
+
+                bgr = cv2.cvtColor(annotate(res), cv2.COLOR_RGB2BGR)
+                if out is not None:
+                    if writer is None:
+                        writer = _writer(out, src.fps or 25.0, (bgr.shape[1], bgr.shape[0]))
+                    writer.write(bgr)
+                if show:
+                    cv2.imshow("faceprint", bgr)
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                        break
+    except KeyboardInterrupt:
+        common.err.print("interrupted", markup=False)
+    finally:
+        if writer is not None:
+            writer.release()
+        if log is not None:
+            log.close()
+        if g is not None:
+            g.close()
+        src.close()
+    secs = time.perf_counter() - t0
+    o = common.out
+    o.print(f"{frames} frames in {secs:.1f} s ({frames / max(secs, 1e-9):.1f} fps), dropped {src.dropped}")
+    for tid in sorted(tracks):
+        ev = tracks[tid]
+        sim = "" if ev["similarity"] is None else f", similarity {ev['similarity']:.3f}"
+        o.print(f"  track #{tid}: {ev['label']}{sim}, {ev['duration']:.1f} s, {ev['frames']} frames")
+    if out is not None and writer is not None:
+        o.print(f"  annotated video: {out}")

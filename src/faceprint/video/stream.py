@@ -1,0 +1,367 @@
+"""Recognise the faces of a stream per *track*, not per frame, and say "unknown" honestly.
+
+Recognising every face in every frame is slow and flickers: one blurred or turned frame
+names someone else. Here each frame goes through
+
+    detect (every ``detect_every`` frames) -> track (:mod:`.tracking`) -> embed a track
+    now and then -> vote over the track's embeddings -> label the track
+
+**When a track is embedded** (only on frames where the detector ran and matched it, since
+alignment needs fresh landmarks, and only when the face's quality reaches
+``min_quality``): when it starts, then every ``embed_every`` frames, and sooner whenever its
+face is clearly better than the best one embedded so far (quality at least :data:`BETTER`
+times higher). A face below ``min_quality`` (tiny, blurred, dark or turned away) is never
+evidence: on the Hamilton clip, blurred audience faces of quality < 0.1 scored just above
+the threshold against an enrolled person who was elsewhere in the clip, while every face
+correctly named had quality > 0.35.
+
+**Quality** of a face, in [0, 1]: detector score × size × frontality × sharpness, where
+size = min(1, shorter box side / 80 px); frontality = 1 - |eye-nose distance asymmetry|
+from the 5 landmarks (a turned head puts the nose near one eye); sharpness =
+min(1, variance of the Laplacian of the grey face crop / 100). It ranks faces of one
+track; it is not a calibrated probability.
+
+**The voting rule.** A track's evidence is the quality-weighted mean of its last
+:data:`MAX_EMBEDDINGS` embeddings, re-normalised; it is ranked against the gallery like
+any probe (``Gallery.rank``: people scored by centroid). The track is labelled with the
+top person when that person's similarity reaches the gallery's threshold (its operating
+point: open-set for its size, calibrated, stored, or ``threshold=``) **and** the evidence
+rests on at least ``min_frames`` embeddings; until then it stays ``unknown``. The rule is
+re-applied after every new embedding, so a track can change name, or fall back to
+``unknown``, when the evidence changes; each change to a name emits an ``identified``
+event.
+
+**Events** (dicts, also in ``FrameResult.events``): ``track_started`` (a track is
+confirmed), ``identified`` (name, similarity, the number of embeddings it rests on, and
+the frames and seconds since the track started), ``track_ended`` (duration, frames seen,
+final label, and the best frame: the one with the highest quality). Boxes are xyxy
+pixels; similarities are cosine similarities; timestamps are seconds (container time for
+files, wall clock for live sources).
+
+**Shot cuts.** The tracker sees only boxes, so at a hard cut a face of the new shot would
+inherit the track (and the votes) of whoever stood there before. With ``cuts=True`` (the
+default) every frame is compared with the previous one (:func:`.tracking.shot_changed`)
+and a cut ends every track.
+
+Memory is constant on endless streams: a track keeps a bounded number of embeddings and
+nothing is kept once it ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..types import UNKNOWN, Face, Match, Recognition
+from .sources import Frame, FrameSource, open_source
+from .tracking import Track, Tracker, shot_changed
+
+if TYPE_CHECKING:
+    from ..gallery.gallery import Gallery
+    from ..recognizer import Recognizer
+
+#: A face this many times better (quality) than a track's best so far is embedded at once.
+BETTER = 1.25
+#: Embeddings a track keeps for its vote (the most recent; bounds memory).
+MAX_EMBEDDINGS = 16
+#: Faces of lower quality are not embedded: they are not evidence of anyone.
+MIN_QUALITY = 0.2
+#: Shorter box side (pixels) at which size stops limiting quality.
+FULL_SIZE_PX = 80.0
+#: Laplacian variance at which sharpness stops limiting quality.
+SHARP_VARIANCE = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRecognition(Recognition):
+    """A :class:`~faceprint.types.Recognition` of a tracked face. ``label`` is the track's
+    decided identity (module doc), not this frame's best match: ``matches`` carries the
+    evidence (the top person and similarity of the track's vote so far)."""
+
+    track_id: int = 0
+    identity: str = UNKNOWN
+    frames: int = 0  # embeddings the vote rests on
+
+    @property
+    def label(self) -> str:
+        return self.identity
+
+    def to_dict(self) -> dict[str, Any]:
+        d = Recognition.to_dict(self)
+        d.update(label=self.identity, track_id=self.track_id, frames=self.frames)
+        return d
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One processed frame: its recognitions (one per live confirmed track), the events
+    it produced, whether the detector ran, and the source's drop count so far."""
+
+    index: int
+    timestamp: float
+    recognitions: tuple[TrackRecognition, ...]
+    events: tuple[dict[str, Any], ...] = ()
+    detected: bool = True
+    dropped: int = 0
+    image: NDArray[np.uint8] | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "timestamp": self.timestamp,
+            "detected": self.detected,
+            "dropped": self.dropped,
+            "recognitions": [r.to_dict() for r in self.recognitions],
+            "events": list(self.events),
+        }
+
+
+def face_quality(image: NDArray[np.uint8], face: Face) -> float:
+    """The quality score of the module doc, in [0, 1]."""
+    import cv2
+
+    b = face.box.clip(image.shape[1], image.shape[0])
+    size = min(1.0, min(b.width, b.height) / FULL_SIZE_PX)
+    frontal = 1.0
+    if face.landmarks is not None and len(face.landmarks) >= 3:
+        lm = np.asarray(face.landmarks, dtype=np.float64)
+        left, right, nose = lm[0], lm[1], lm[2]
+        dl, dr = float(np.linalg.norm(nose - left)), float(np.linalg.norm(nose - right))
+        frontal = 1.0 - abs(dl - dr) / max(dl + dr, 1e-6)
+    crop = image[int(b.y1) : int(b.y2), int(b.x1) : int(b.x2)]
+    sharp = 0.0
+    if crop.size:
+        grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
+        sharp = min(1.0, float(cv2.Laplacian(grey, cv2.CV_64F).var()) / SHARP_VARIANCE)
+    return float(max(0.0, min(1.0, face.score)) * size * frontal * sharp)
+
+
+@dataclass
+class _TrackState:
+    """What the stream knows about one track (bounded: see :data:`MAX_EMBEDDINGS`)."""
+
+    track_id: int
+    first_index: int
+    first_time: float
+    vectors: deque[tuple[NDArray[np.float32], float]] = field(
+        default_factory=lambda: deque(maxlen=MAX_EMBEDDINGS)
+    )
+    embedded: int = 0
+    last_embed_index: int = -(10**9)
+    best_quality: float = -1.0
+    best: dict[str, Any] = field(default_factory=dict)
+    identity: str = UNKNOWN
+    top: Match | None = None
+    frames_seen: int = 0
+
+    def evidence(self) -> NDArray[np.float32] | None:
+        if not self.vectors:
+            return None
+        w = np.array([max(q, 1e-3) for _, q in self.vectors], dtype=np.float64)
+        v = np.sum([vec * wi for (vec, _), wi in zip(self.vectors, w, strict=True)], axis=0)
+        n = float(np.linalg.norm(v))
+        return (v / n).astype(np.float32) if n > 0 else None
+
+
+class StreamRecognizer:
+    """The per-track state machine behind :func:`recognize_stream` (module doc).
+
+    Feed frames with :meth:`process` (any RGB arrays, in order) and call :meth:`finish` at
+    the end; or let :func:`recognize_stream` drive it from a source.
+    """
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        gallery: Gallery | None,
+        *,
+        threshold: float | None = None,
+        detect_every: int = 1,
+        embed_every: int = 10,
+        min_frames: int = 3,
+        tracker: Tracker | None = None,
+        cuts: bool = True,
+        min_quality: float = MIN_QUALITY,
+    ) -> None:
+        if detect_every < 1 or embed_every < 1 or min_frames < 1:
+            raise ValueError("detect_every, embed_every and min_frames must be at least 1")
+        self.recognizer = recognizer
+        self.gallery = gallery
+        self.detect_every = detect_every
+        self.embed_every = embed_every
+        self.min_frames = min_frames
+        self.tracker = tracker or Tracker()
+        if gallery is not None:
+            gallery._check_model()
+            self.threshold = gallery.operating_point(threshold).threshold
+        else:
+            self.threshold = float(threshold) if threshold is not None else 1.0
+        self.cuts = cuts
+        self.min_quality = min_quality
+        self._prev: NDArray[np.uint8] | None = None
+        self._states: dict[int, _TrackState] = {}
+        self._count = 0
+        self.embeddings = 0  # faces embedded so far (cost indicator)
+
+    # -- per frame ------------------------------------------------------------------
+    def process(
+        self, image: NDArray[np.uint8], index: int, timestamp: float, dropped: int = 0
+    ) -> FrameResult:
+        events: list[dict[str, Any]] = []
+        cut = self.cuts and self._prev is not None and shot_changed(self._prev, image)
+        self._prev = image
+        if cut:  # a new shot: no face of it continues a track of the last one
+            events += [self._ended(t, index, timestamp) for t in self.tracker.close()]
+            self._count = 0  # detect on the first frame of the shot
+        detect = self._count % self.detect_every == 0
+        self._count += 1
+        if detect:
+            upd = self.tracker.update(self.recognizer.detector.detect(image))
+        else:
+            upd = self.tracker.predict()
+        for t in upd.started:
+            st = _TrackState(t.id, index, timestamp)
+            self._states[t.id] = st
+            events.append(
+                {"event": "track_started", "track_id": t.id, "frame": index, "timestamp": timestamp,
+                 "box": t.box.to_dict()}
+            )  # fmt: skip
+        todo: list[tuple[Track, float]] = []
+        for t in upd.tracks:
+            found = self._states.get(t.id)
+            if found is None:  # confirmed before this stream state existed (shared tracker)
+                found = self._states[t.id] = _TrackState(t.id, index, timestamp)
+            st = found
+            st.frames_seen += 1
+            if detect and t.face is not None and t.face.landmarks is not None:
+                q = face_quality(image, t.face)
+                due = index - st.last_embed_index >= self.embed_every
+                better = q >= BETTER * max(st.best_quality, 1e-6)
+                if q >= self.min_quality and (st.embedded == 0 or due or better):
+                    todo.append((t, q))
+        if todo:
+            self._embed(image, todo, index, timestamp, events)
+        for t in upd.ended:
+            events.append(self._ended(t, index, timestamp))
+        recs = tuple(self._recognition(t) for t in upd.tracks)
+        return FrameResult(index, timestamp, recs, tuple(events), detect, dropped, image)
+
+    def finish(self, index: int, timestamp: float) -> list[dict[str, Any]]:
+        """End every live track (end of stream): their ``track_ended`` events."""
+        return [self._ended(t, index, timestamp) for t in self.tracker.close()]
+
+    # -- internals ------------------------------------------------------------------
+    def _embed(
+        self,
+        image: NDArray[np.uint8],
+        todo: list[tuple[Track, float]],
+        index: int,
+        timestamp: float,
+        events: list[dict[str, Any]],
+    ) -> None:
+        faces = [t.face for t, _ in todo if t.face is not None]
+        embedded = self.recognizer.embed(image, faces)
+        self.embeddings += len(embedded)
+        for (t, q), f in zip(todo, embedded, strict=True):
+            st = self._states[t.id]
+            assert f.embedding is not None
+            st.vectors.append((np.asarray(f.embedding, dtype=np.float32), q))
+            st.embedded += 1
+            st.last_embed_index = index
+            if q > st.best_quality:
+                st.best_quality = q
+                st.best = {
+                    "frame": index,
+                    "timestamp": timestamp,
+                    "quality": round(q, 4),
+                    "box": t.box.to_dict(),
+                }
+            self._decide(st, index, timestamp, events)
+
+    def _decide(self, st: _TrackState, index: int, timestamp: float, events: list[dict[str, Any]]) -> None:
+        v = st.evidence()
+        if v is None or self.gallery is None:
+            return
+        (matches,) = self.gallery.rank(v[None, :], 1)
+        st.top = matches[0] if matches else None
+        ok = st.top is not None and st.top.similarity >= self.threshold and len(st.vectors) >= self.min_frames
+        new = st.top.identity if ok and st.top is not None else UNKNOWN
+        if new != st.identity and new != UNKNOWN and st.top is not None:
+            events.append(
+                {"event": "identified", "track_id": st.track_id, "name": new,
+                 "similarity": round(st.top.similarity, 6), "embeddings": len(st.vectors),
+                 "frame": index, "timestamp": timestamp, "frames_since_start": index - st.first_index,
+                 "seconds_since_start": round(timestamp - st.first_time, 4), "threshold": self.threshold}
+            )  # fmt: skip
+        st.identity = new
+
+    def _recognition(self, t: Track) -> TrackRecognition:
+        st = self._states[t.id]
+        face = t.face if t.face is not None else Face(t.box, t.score)
+        face = replace(face, track_id=t.id, embedding=None, embedding_model=None)
+        matches = (st.top,) if st.top is not None else ()
+        return TrackRecognition(face, matches, self.threshold, t.id, st.identity, len(st.vectors))
+
+    def _ended(self, t: Track, index: int, timestamp: float) -> dict[str, Any]:
+        st = self._states.pop(t.id, None) or _TrackState(t.id, index, timestamp)
+        return {
+            "event": "track_ended", "track_id": t.id, "frame": index, "timestamp": timestamp,
+            "duration": round(timestamp - st.first_time, 4), "frames": st.frames_seen,
+            "embeddings": st.embedded, "label": st.identity,
+            "similarity": None if st.top is None else round(st.top.similarity, 6),
+            "best_frame": st.best or None,
+        }  # fmt: skip
+
+
+def recognize_stream(
+    recognizer: Recognizer,
+    gallery: Gallery | None,
+    source: Any,
+    *,
+    threshold: float | None = None,
+    detect_every: int = 1,
+    embed_every: int = 10,
+    min_frames: int = 3,
+    max_fps: float | None = None,
+    reconnect: bool = False,
+    tracker: Tracker | None = None,
+    cuts: bool = True,
+    min_quality: float = MIN_QUALITY,
+) -> Iterator[FrameResult]:
+    """Recognise faces in ``source`` per track (module doc); a generator of
+    :class:`FrameResult`, one per processed frame, in constant memory.
+
+    ``source`` is anything :func:`.sources.open_source` takes (a file path, a camera
+    index, an RTSP/HTTP URL, an iterable of RGB frames) or an open
+    :class:`~.sources.FrameSource`. ``gallery=None`` (or an empty gallery) leaves every
+    track ``unknown``. The last result carries the ``track_ended`` events of the tracks
+    still live when the stream ends; the source is closed when the generator finishes or
+    is closed.
+    """
+    src = (
+        source
+        if isinstance(source, FrameSource)
+        else open_source(source, max_fps=max_fps, reconnect=reconnect)
+    )
+    sr = StreamRecognizer(
+        recognizer, gallery, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
+        min_frames=min_frames, tracker=tracker, cuts=cuts, min_quality=min_quality,
+    )  # fmt: skip
+    last: Frame | None = None
+    try:
+        for frame in src:
+            last = frame
+            yield sr.process(frame.image, frame.index, frame.timestamp, src.dropped)
+        idx = last.index if last is not None else 0
+        ts = last.timestamp if last is not None else time.time()
+        ended = sr.finish(idx, ts)
+        if ended:
+            yield FrameResult(idx, ts, (), tuple(ended), False, src.dropped)
+    finally:
+        src.close()
