@@ -76,7 +76,9 @@ class Gallery:
         r = self.recognizer
         return model_id(r.embedder) + ("+flip" if r.flip else "")
 
-    def _check_model(self) -> tuple[str, int] | None:
+    def check_model(self) -> tuple[str, int] | None:
+        """Raise :class:`IncompatibleEmbeddingError` when this gallery's vectors come from
+        another model than its recognizer's; returns the bound (model, dim), if any."""
         bound = self.store.model()
         if bound is not None and bound != (self.model, self.recognizer.embedder.dim):
             raise IncompatibleEmbeddingError(
@@ -97,7 +99,7 @@ class Gallery:
     ) -> EnrollReport:
         """Add the face of each image to ``name`` (created when new); see :mod:`.enrolment`."""
         check_name(name)
-        self._check_model()
+        self.check_model()
         check_face_choice(face)
         ((_, pending),) = extract(
             self.recognizer, self.model, self.store, [(name, as_list(images))], face, progress
@@ -110,7 +112,7 @@ class Gallery:
         """Enrol ``root/<name>/<images>``: one transaction per person, while detection and
         embedding run in batches that span people (LFW-like folders hold 1-2 photos)."""
         plan = plan_dir(root)
-        self._check_model()
+        self.check_model()
         check_face_choice(face)
         people = extract(self.recognizer, self.model, self.store, plan, face, progress)
         return [commit(self.store, self.model, n, p, None) for n, p in people]
@@ -263,7 +265,7 @@ class Gallery:
         """Name every face of every image, or ``"unknown"`` below the threshold."""
         if top_k < 1:
             raise GalleryError(f"top_k must be at least 1, got {top_k}")
-        self._check_model()
+        self.check_model()
         op = self.operating_point(threshold)
         images = as_list(images)
         per_image = self.recognizer.process_batch(images, progress=progress)
@@ -277,7 +279,7 @@ class Gallery:
     def lookalike(self, image: ImageInput, top_k: int = 5) -> Recognition:
         """The ``top_k`` nearest enrolled *people* to the largest face of ``image``,
         whatever the threshold (``Recognition.threshold`` is the operating point's)."""
-        self._check_model()
+        self.check_model()
         faces = self.recognizer.process(image)
         if not faces:
             raise NoFaceError(

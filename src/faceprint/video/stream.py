@@ -198,7 +198,7 @@ class StreamRecognizer:
         self.min_frames = min_frames
         self.tracker = tracker or Tracker()
         if gallery is not None:
-            gallery._check_model()
+            gallery.check_model()
             self.threshold = gallery.operating_point(threshold).threshold
         else:
             self.threshold = float(threshold) if threshold is not None else 1.0
