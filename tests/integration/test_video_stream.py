@@ -16,7 +16,7 @@ from conftest import MODELS, SHARED, need
 from faceprint.gallery.gallery import Gallery
 from faceprint.gallery.sqlite import SqliteStore
 from faceprint.recognizer import Recognizer
-from faceprint.video.stream import FrameResult, recognize_stream
+from faceprint.video import FrameResult, recognize_stream
 
 VIDEO = SHARED / "data" / "video"
 KNN = SHARED / "data" / "gallery-small" / "face_recognition_knn"
