@@ -217,8 +217,10 @@ def calibrate(
     workers: WorkersOpt = None,
     json_out: JsonOut = None,
 ) -> None:
-    """Choose the threshold that reaches a target false-accept rate on your data; print its
-    TAR; with --gallery, store it there (identify uses it from then on)."""
+    """Choose the threshold that reaches a target false-accept rate on your data.
+
+    Prints the TAR that goes with it; with --gallery, stores it there (identify uses it
+    from then on)."""
     from ..evaluation.calibration import calibrate as run_calibration
 
     if gallery is not None:
