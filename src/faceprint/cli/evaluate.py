@@ -60,10 +60,11 @@ def _print_verification(rep: dict[str, Any]) -> None:
         f"  accuracy {rep['accuracy_mean']:.4f} ± {rep['accuracy_std']:.4f} over {rep['pairs']} pairs "
         f"({rep['genuine_pairs']} same, {rep['impostor_pairs']} different)"
     )
-    o.print(
-        f"  threshold {rep['threshold']:.4f} (cosine similarity; "
-        f"spread over folds ± {rep['threshold_std']:.4f})"
-    )
+    if rep["protocol"] == "train/test":
+        spread = "fitted on the training pairs"
+    else:
+        spread = f"spread over folds ± {rep['threshold_std']:.4f}"
+    o.print(f"  threshold {rep['threshold']:.4f} (cosine similarity; {spread})")
     auc = "n/a" if rep["auc"] is None else f"{rep['auc']:.4f}"
     eer = "n/a" if rep["eer"] is None else f"{rep['eer']:.4f} at {rep['eer_threshold']:.4f}"
     o.print(f"  AUC {auc}, EER {eer}")
