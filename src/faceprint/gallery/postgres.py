@@ -245,19 +245,22 @@ class PostgresStore(PgConnection):
                     f"gallery {self.location} holds {bound[1]}-D vectors of {bound[0]}; "
                     f"got {q.shape[1]}-D query vectors (use the gallery's embedder)"
                 )
-            out: list[list[tuple[str, str, float]]] = []
+            sql = (
+                "SELECT n.face_id, p.name, 1 - n.d FROM "
+                "(SELECT face_id, person_id, vector <=> %s AS d "
+                f"FROM faceprint.faces ORDER BY d LIMIT {int(k)}) n "
+                "JOIN faceprint.people p ON p.id = n.person_id ORDER BY n.d"
+            )
             with conn.transaction():
                 conn.execute(f"SET LOCAL hnsw.ef_search = {min(max(EF_SEARCH, int(k)), 1000)}")
-                for vec in q:
-                    rows = conn.execute(
-                        "SELECT n.face_id, p.name, 1 - n.d FROM "
-                        "(SELECT face_id, person_id, vector <=> %s AS d "
-                        f"FROM faceprint.faces ORDER BY d LIMIT {int(k)}) n "
-                        "JOIN faceprint.people p ON p.id = n.person_id ORDER BY n.d",
-                        (vec,),
-                    ).fetchall()
-                    out.append([(r[0], r[1], float(r[2])) for r in rows])
-            return out
+                # Pipeline mode: every query goes out before any answer is awaited, so a
+                # group photo costs one round trip to a remote server, not one per face.
+                with conn.pipeline():
+                    cursors = [conn.cursor() for _ in q]
+                    for cur, vec in zip(cursors, q, strict=True):
+                        cur.execute(sql, (vec,))
+                rows = [cur.fetchall() for cur in cursors]
+            return [[(r[0], r[1], float(r[2])) for r in rs] for rs in rows]
 
         return self._run("search faces", run)
 
