@@ -1,8 +1,9 @@
-"""The reading machinery behind :mod:`faceprint.video.sources`: opening OpenCV captures, raw
-frames from captures and from the caller's iterables, and the live sources' reader thread.
+"""The reading machinery behind :mod:`faceprint.video.sources` and :mod:`.frames`: opening
+OpenCV captures, raw frames from captures and from the caller's iterables, and the live sources'
+reader thread.
 
 Everything here returns frames as the device delivers them (BGR for OpenCV, whatever the caller
-gave for iterables); validation and the RGB conversion happen in :class:`~.sources.FrameSource`
+gave for iterables); validation and the RGB conversion happen in :class:`~.frames.FrameSource`
 only for frames that are handed out, so a live reader that drops most frames does not pay for
 converting them. ``cv2`` is imported inside the functions: ``import faceprint`` loads no OpenCV.
 """
@@ -196,7 +197,7 @@ class IterReader:
 class LiveBuffer:
     """A live source's one-slot buffer and the daemon thread that fills it: the consumer takes
     the latest frame, and a frame overwritten before it was taken counts in ``dropped``. It holds
-    no reference to the :class:`~.sources.FrameSource` or its iterator, so both can be
+    no reference to the :class:`~.frames.FrameSource` or its iterator, so both can be
     garbage-collected while the thread runs, and their finalisers can stop it."""
 
     def __init__(self, reader: Reader, description: str, pace_fps: float | None) -> None:

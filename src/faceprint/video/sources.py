@@ -1,38 +1,26 @@
 """Frames from a video file, a camera, a network stream or the caller's own iterable.
 
-:func:`open_source` turns whatever the user names into a :class:`FrameSource`, an iterable of
-:class:`Frame` (RGB uint8 images, like everything else in faceprint). Two reading modes exist
-because the two kinds of input want opposite things:
-
-* **Files** (and any source opened with ``live=False``) are read on demand in the consumer's
-  thread: every frame, in order, with the container's timestamps. Nothing is ever dropped, so an
-  analysis of a recording is complete and repeatable; ``max_fps`` skips frames by timestamp to
-  emulate a slower rate and counts them in ``dropped``.
-* **Live sources** (cameras, ``rtsp://``/``http://`` streams, iterables) do not wait for a slow
-  consumer. A daemon reader thread reads continuously into a one-slot buffer holding only the
-  latest frame, so the consumer always gets a frame at most one frame old and the latency stays
-  bounded however slow recognition is; overwritten frames count in ``dropped`` and show as gaps
-  in ``Frame.index``. Timestamps are the wall clock at capture.
+:func:`open_source` turns whatever the user names into a :class:`~.frames.FrameSource`, an
+iterable of :class:`~.frames.Frame` (RGB uint8 images, like everything else in faceprint). This
+module is the opening side: it classifies the source (camera index, URL, file, iterable), checks
+the arguments, opens and probes the capture, and describes it; how frames are then read (on
+demand for files, through a reader thread for live sources) is :mod:`.frames`, and the OpenCV
+and thread work is :mod:`.capture`. ``Frame`` and ``FrameSource`` are re-exported here.
 
 Failures that are the user's to fix (a missing or corrupt file, a file with no frames, an absent
 camera, an unreachable URL, a scheme FFmpeg is not asked to handle, frames above the pixel cap)
 raise :class:`~faceprint.errors.VideoError` from :func:`open_source`, before any frame is promised.
-A stream that ends later (end of file, camera unplugged, connection lost) just ends the iteration:
-a live pipeline should stop or reconnect, not crash. ``reconnect=True`` reopens a lost camera or
+A stream that ends later just ends the iteration. ``reconnect=True`` reopens a lost camera or
 network stream. Passwords in URLs never reach a message, a log line or a description.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
 import threading
-import time
-import weakref
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +29,11 @@ from numpy.typing import NDArray
 
 from ..config import get_settings, mask_url
 from ..errors import VideoError
-from .capture import CaptureReader, IterReader, LiveBuffer, Reader, open_camera, open_file, open_network
+from .capture import CaptureReader, IterReader, open_camera, open_file, open_network
+from .frames import Frame, FrameSource
 
-log = logging.getLogger(__name__)
+__all__ = ["NETWORK_SCHEMES", "NETWORK_TIMEOUT_S", "Frame", "FrameSource", "open_source"]
+
 
 #: URL schemes read through FFmpeg; anything else with ``://`` is refused rather than guessed.
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -51,193 +41,6 @@ NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 NETWORK_TIMEOUT_S = 10.0
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-@dataclass(frozen=True, eq=False)
-class Frame:
-    """One frame: ``index`` in the source's own sequence (gaps are dropped frames), ``timestamp``
-    in seconds (container time for files, wall clock at capture for live sources) and ``image``,
-    RGB uint8 ``(H, W, 3)``, C-contiguous. ``eq=False``: arrays have no single truth value."""
-
-    index: int
-    timestamp: float
-    image: NDArray[np.uint8]
-
-
-class FrameSource:
-    """An iterable of :class:`Frame` and a context manager; build it with :func:`open_source`.
-
-    A source is one pass over its stream: a new iterator continues where the last one stopped.
-    A live source's reader thread starts with its iterator's first frame and belongs to that
-    iterator: when the iterator ends, is closed or is garbage-collected, the source closes (a
-    thread reading a camera for nobody would hold the device). Iterating a closed source yields
-    nothing. ``close()`` is idempotent. ``dropped`` and ``error`` stay readable after closing.
-    """
-
-    def __init__(
-        self,
-        reader: Reader,
-        *,
-        description: str,
-        live: bool,
-        fps: float | None,
-        size: tuple[int, int] | None,
-        frame_count: int | None,
-        max_fps: float | None,
-        input_bgr: bool,
-        pace_fps: float | None = None,
-    ) -> None:
-        self.description = description
-        self.live = live
-        self.fps = fps
-        self.size = size
-        self.frame_count = frame_count
-        self._max_fps = max_fps
-        self._bgr = input_bgr
-        self._max_pixels = get_settings().max_pixels
-        self._index = 0
-        self._prev_ts: float | None = None
-        self._next_due: float | None = None
-        self._skipped = 0
-        self._closed = False
-        self._busy = False
-        self._state = LiveBuffer(reader, description, pace_fps)
-        self._finalizer = weakref.finalize(self, self._state.shutdown)
-
-    # ----------------------------------------------------------------------------- public
-    @property
-    def dropped(self) -> int:
-        """Frames not handed out: overwritten in a live source's buffer, or skipped by ``max_fps``."""
-        return self._state.dropped + self._skipped
-
-    @property
-    def error(self) -> BaseException | None:
-        """The exception that ended a live source's reader thread early, if one did."""
-        return self._state.error
-
-    def __iter__(self) -> Iterator[Frame]:
-        return self._iter_live() if self.live else self._iter_sync()
-
-    def close(self) -> None:
-        """Stop the reader thread (if any) and release the file, camera or connection."""
-        self._closed = True
-        self._finalizer()
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"FrameSource({self.description!r}, live={self.live})"
-
-    # ----------------------------------------------------------------------------- helpers
-    def _claim(self) -> None:
-        if self._busy:
-            raise VideoError(f"{self.description}: expected one iterator at a time, found a second one")
-        self._busy = True
-
-    def _image(self, index: int, raw: NDArray[np.uint8]) -> NDArray[np.uint8]:
-        """Validate and convert one frame to RGB; only frames handed out pay for it."""
-        if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 3 or raw.shape[2] != 3:
-            found = f"{raw.dtype} {raw.shape}" if isinstance(raw, np.ndarray) else type(raw).__name__
-            raise VideoError(
-                f"{self.description}: frame {index}: expected a uint8 array of shape (H, W, 3), got {found}"
-            )
-        height, width = raw.shape[:2]
-        if width * height > self._max_pixels:
-            raise VideoError(
-                f"{self.description}: frame {index} is {width}x{height} = {width * height:,} pixels, "
-                f"expected at most {self._max_pixels:,} (raise FACEPRINT_MAX_PIXELS)"
-            )
-        if self._bgr:
-            raw = raw[:, :, ::-1]
-        return np.ascontiguousarray(raw)
-
-    def _stamp(self, pos_msec: float | None) -> float:
-        """Container time for the frame at ``self._index``, strictly increasing: POS_MSEC when it
-        moves forward, else index/fps, else one frame period after the previous frame."""
-        prev = self._prev_ts
-        if pos_msec is None:
-            t = time.time()
-            return t if prev is None or t > prev else math.nextafter(prev, math.inf)
-        t = pos_msec / 1000.0
-        if math.isfinite(t) and t >= 0 and (prev is None or t > prev):
-            return t
-        if self.fps:
-            t = self._index / self.fps
-            if prev is None or t > prev:
-                return t
-        return 0.0 if prev is None else prev + 1.0 / (self.fps or 25.0)
-
-    def _iter_sync(self) -> Iterator[Frame]:
-        """Every frame in order, read in the caller's thread; ``max_fps`` skips by timestamp."""
-        self._claim()
-        state = self._state
-        period = 1.0 / self._max_fps if self._max_fps else None
-        try:
-            while not self._closed:
-                item = state.reader.read(state.stop)
-                if item is None:
-                    self._end_of_stream()
-                    return
-                raw, pos = item
-                index = self._index
-                ts = self._stamp(pos)
-                self._prev_ts = ts
-                self._index += 1
-                if period is not None:  # due times on a fixed grid, so 29.97 fps -> 10 fps keeps 10/s
-                    if self._next_due is not None and ts < self._next_due - 1e-6:
-                        self._skipped += 1
-                        continue
-                    due = (ts if self._next_due is None else self._next_due) + period
-                    self._next_due = due if due > ts else ts + period  # after a gap: restart the grid
-                yield Frame(index, ts, self._image(index, raw))
-        finally:
-            self._busy = False
-
-    def _end_of_stream(self) -> None:
-        if self.frame_count and self._index < self.frame_count - 1:
-            log.warning(
-                "%s: ended after %d of %d frames (truncated or corrupt)",
-                self.description,
-                self._index,
-                self.frame_count,
-            )
-        self.close()
-
-    def _iter_live(self) -> Iterator[Frame]:
-        """The latest frame each time the consumer asks, at most ``max_fps`` times a second."""
-        self._claim()
-        state = self._state
-        period = 1.0 / self._max_fps if self._max_fps else None
-        last: float | None = None
-        try:
-            if self._closed or state.stop.is_set():
-                return
-            if state.thread is None:
-                state.thread = threading.Thread(
-                    target=state.pump, name=f"faceprint-video-reader: {self.description}", daemon=True
-                )
-                state.thread.start()
-            while True:
-                if period is not None and last is not None:
-                    wait = last + period - time.monotonic()
-                    if wait > 0 and state.stop.wait(wait):
-                        return
-                with state.cond:
-                    while state.slot is None and not state.ended and not state.stop.is_set():
-                        state.cond.wait(0.5)
-                    if state.slot is None or state.stop.is_set():
-                        return
-                    index, stamp, raw = state.slot
-                    state.slot = None
-                last = time.monotonic()
-                yield Frame(index, stamp, self._image(index, raw))
-        finally:
-            self._busy = False
-            self.close()
 
 
 def _positive(name: str, value: float | None, *, zero_ok: bool = False) -> None:
