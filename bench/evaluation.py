@@ -11,8 +11,10 @@ For each detector (yunet, scrfd, mtcnn, hog; dlib-onnx embedder):
   from the train people): the held-out check that a calibrated threshold transfers;
 * **open-set identification**: ``evaluate_identification`` on the LFW dev folder with the
   CLI's defaults (first image of each person enrolled, 20% of the people held out as
-  strangers, seed 0): rank-1, rank-5, DIR@FAR 1% and 0.1%, and the strangers named at the
-  gallery's default operating point.
+  strangers, seed 0) and ``--face central`` (LFW labels the central face): rank-1, rank-5,
+  DIR@FAR 1% and 0.1%, and the strangers named at the gallery's default operating point.
+
+Calibration and identification use each photo's central face, as ``evaluate_lfw`` does.
 
 Each image is embedded once per detector (one ``EmbeddingCache`` per detector). The
 default pipeline's JSON and plots go to ``bench/results/eval_lfw/`` (the committed
@@ -73,8 +75,8 @@ def run_detector(det: str, lfw: Path, train_dir: Path, test_dir: Path, workers: 
     )  # fmt: skip
     if example is not None:
         write_json(example / "eval_lfw.json", _portable({"command": _cmd("eval lfw"), **ver}))
-    cal = calibrate(spec, FAR, dir=train_dir, workers=workers, cache=cache)
-    scores, labels, _, _ = dir_pair_scores(spec, test_dir, 0, workers, None, None, cache)
+    cal = calibrate(spec, FAR, dir=train_dir, workers=workers, cache=cache, face="central")
+    scores, labels, _, _ = dir_pair_scores(spec, test_dir, 0, workers, None, None, cache, "central")
     imp, gen = scores[~labels], scores[labels]
     held = {
         "far": float(np.mean(imp >= cal["threshold"])),
@@ -83,7 +85,7 @@ def run_detector(det: str, lfw: Path, train_dir: Path, test_dir: Path, workers: 
         "genuine_pairs": len(gen),
         "tar_at_far_1e-3_refit": metrics.tar_at_far(scores, labels, FAR).to_dict(),
     }
-    ident = evaluate_identification(spec, lfw, workers=workers, cache=cache, plots_dir=id_dir)
+    ident = evaluate_identification(spec, lfw, workers=workers, cache=cache, plots_dir=id_dir, face="central")
     if example is not None:
         write_json(
             example / "eval_identification.json", _portable({"command": _cmd("eval identification"), **ident})
@@ -118,7 +120,7 @@ def _cmd(which: str) -> str:
             "--plots bench/results/eval_lfw/verification"
         )
     return (
-        "faceprint eval identification --dir ../shared/data/lfw-dev "
+        "faceprint eval identification --dir ../shared/data/lfw-dev --face central "
         "--plots bench/results/eval_lfw/identification"
     )
 

@@ -35,6 +35,15 @@ ExcludeOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option(help="seed of the pair sampling / split")]
 DirOpt = Annotated[Path, typer.Option("--dir", help="labelled faces: DIR/<person>/<image>")]
+FaceOpt = Annotated[
+    str, typer.Option("--face", help="which face of a photo: largest, or central (LFW-style photos)")
+]
+
+
+def _face(face: str) -> str:
+    if face not in ("largest", "central"):
+        raise common.fail(f"--face expects 'largest' or 'central', got {face!r}")
+    return face
 
 
 def _spec(detector: str | None, embedder: str | None, flip: bool) -> Any:
@@ -125,6 +134,7 @@ def pairs_cmd(
     dir: DirOpt,
     per_class: Annotated[int, typer.Option(help="same-person pairs (and as many different) at most")] = 3000,
     seed: SeedOpt = 0,
+    face: FaceOpt = "largest",
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
     flip: FlipOpt = False,
@@ -141,7 +151,7 @@ def pairs_cmd(
         rep = evaluate_dir(
             _spec(detector, embedder, flip), dir, per_class=per_class, seed=seed,
             exclude_failures=exclude_failures, workers=workers, plots_dir=plots, report_path=report,
-            progress=adv, on_total=adv.set_total,
+            progress=adv, on_total=adv.set_total, face=_face(face),
         )  # fmt: skip
     _write_json(json_out, rep)
     common.out.print(f"pairs from {dir}: {rep['people']} people, seed {seed}")
@@ -156,6 +166,7 @@ def identification(
     gallery_per_person: Annotated[int, typer.Option(help="images enrolled per person (the first N)")] = 1,
     unknown_fraction: Annotated[float, typer.Option(help="fraction of people held out as strangers")] = 0.2,
     seed: SeedOpt = 0,
+    face: FaceOpt = "largest",
     threshold: Annotated[float | None, typer.Option(help="fixed threshold (default: open-set)")] = None,
     far: Annotated[float | None, typer.Option(help="target stranger false-alarm rate (default 0.01)")] = None,
     detector: DetectorOpt = None,
@@ -173,7 +184,7 @@ def identification(
         rep = evaluate_identification(
             _spec(detector, embedder, flip), dir, gallery_per_person=gallery_per_person,
             unknown_fraction=unknown_fraction, seed=seed, threshold=threshold, far=far, workers=workers,
-            plots_dir=plots, report_path=report, progress=adv, on_total=adv.set_total,
+            plots_dir=plots, report_path=report, progress=adv, on_total=adv.set_total, face=_face(face),
         )  # fmt: skip
     _write_json(json_out, rep)
     o = common.out
@@ -212,6 +223,7 @@ def calibrate(
         str | None, typer.Option(help="store the threshold with this gallery (path or postgresql://...)")
     ] = None,
     seed: SeedOpt = 0,
+    face: FaceOpt = "largest",
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
     flip: FlipOpt = False,
@@ -243,7 +255,7 @@ def calibrate(
     with common.progress_bar("embedding", None) as adv:
         rec = run_calibration(
             _spec(detector, embedder, flip), far, dir=dir, pairs=pairs, root=root, seed=seed, workers=workers,
-            progress=adv, on_total=adv.set_total,
+            progress=adv, on_total=adv.set_total, face=_face(face),
         )  # fmt: skip
     if gallery is not None:
         from ..gallery import open_gallery

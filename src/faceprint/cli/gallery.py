@@ -40,12 +40,14 @@ def _open(location: str | None, detector: str | None = None, embedder: str | Non
 
 
 def _face_choice(face: str) -> str | int:
-    if face in ("single", "largest"):
+    if face in ("single", "largest", "central"):
         return face
     try:
         return int(face)
     except ValueError:
-        raise common.fail(f"--face expects 'single', 'largest' or a face index, got {face!r}") from None
+        raise common.fail(
+            f"--face expects 'single', 'largest', 'central' or a face index, got {face!r}"
+        ) from None
 
 
 def _meta(pairs: list[str]) -> dict[str, str]:
@@ -68,7 +70,9 @@ def enroll(
     from_dir: Annotated[
         Path | None, typer.Option(help="enrol DIR/<name>/*.jpg, one folder per person")
     ] = None,
-    face: Annotated[str, typer.Option(help="single (refuse several faces), largest, or an index")] = "single",
+    face: Annotated[
+        str, typer.Option(help="single (refuse several faces), largest, central, or an index")
+    ] = "single",
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE metadata (repeatable)")] = None,
     gallery: GalleryOpt = None,
     detector: DetectorOpt = None,

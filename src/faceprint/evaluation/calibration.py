@@ -54,14 +54,16 @@ def dir_pair_scores(
     progress: Progress | None,
     on_total: Progress | None,
     cache: EmbeddingCache | None,
+    face: str = "largest",
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(scores, labels, images, images with no face) of every pair of images in the labelled
-    folder ``root`` (impostors sampled down to :data:`MAX_IMPOSTORS` with ``seed``)."""
+    folder ``root`` (impostors sampled down to :data:`MAX_IMPOSTORS` with ``seed``), each
+    image's ``face`` ("largest" or "central") embedded."""
     people = read_labelled_dir(root)
     paths = [p for n in sorted(people) for p in people[n]]
     if on_total is not None:
         on_total(len(paths))
-    res = embed_images(pipeline, paths, pick="largest", workers=workers, progress=progress, cache=cache)
+    res = embed_images(pipeline, paths, pick=face, workers=workers, progress=progress, cache=cache)
     who = np.array([i for i, n in enumerate(sorted(people)) for _ in people[n]])
     ok = np.array([res[p].vector is not None for p in paths])
     dim = next((len(r.vector) for r in res.values() if r.vector is not None), 0)
@@ -105,6 +107,7 @@ def calibrate(
     progress: Progress | None = None,
     on_total: Progress | None = None,
     cache: EmbeddingCache | None = None,
+    face: str = "largest",
 ) -> dict[str, Any]:
     """The threshold for ``far`` and its TAR (module doc). Returns a JSON-ready record."""
     t0 = time.perf_counter()
@@ -114,7 +117,7 @@ def calibrate(
         raise EvaluationError("give either a labelled folder (--dir) or a pairs file (--pairs with --root)")
     if dir is not None:
         scores, labels, n_images, n_failed = dir_pair_scores(
-            pipeline, Path(dir), seed, workers, progress, on_total, cache
+            pipeline, Path(dir), seed, workers, progress, on_total, cache, face
         )
         source = f"folder {dir}"
     else:

@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from ..errors import FaceprintError
 from ..recognizer import Recognizer
+from ..selection import central_face, largest_face
 from ..types import Box, Face
 
 PICKS = ("central", "largest")
@@ -81,13 +82,7 @@ class ImageResult:
 
 
 def _pick(faces: list[Face], shape: tuple[int, ...], pick: str) -> Face | None:
-    if not faces:
-        return None
-    if pick == "largest":
-        return max(faces, key=lambda f: f.box.area)
-    from .pairs import central_face
-
-    return central_face(faces, shape)
+    return largest_face(faces) if pick == "largest" else central_face(faces, shape)
 
 
 def _embed_one(rec: Recognizer, path: Path, sha: str, pick: str) -> ImageResult:

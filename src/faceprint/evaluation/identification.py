@@ -4,7 +4,8 @@ Protocol (:func:`.folders.split_identification`, seeded): the first N images of 
 enrolled person form the gallery, their other images are *known probes*, and a held-out
 fraction of the people probe as *strangers*. The evaluation runs the real
 :class:`~faceprint.gallery.Gallery` code path: people are enrolled with
-``Gallery.enroll`` (largest face of each image) into a throwaway SQLite gallery, and
+``Gallery.enroll`` (the ``face`` of each image: largest, or central for LFW-style
+photos) into a throwaway SQLite gallery, and
 probes are ranked with ``Gallery.rank`` (centroid scores, the same index as
 ``faceprint identify``); only the probes' embedding is done beforehand, on every core.
 
@@ -60,6 +61,7 @@ def evaluate_identification(
     progress: Progress | None = None,
     on_total: Progress | None = None,
     cache: EmbeddingCache | None = None,
+    face: str = "largest",
 ) -> dict[str, Any]:
     """Run the protocol of the module doc on ``root/<person>/<image>``; a JSON-ready dict."""
     from ..gallery.gallery import Gallery
@@ -74,14 +76,14 @@ def evaluate_identification(
         on_total(len(probes) + enrol_images)
     rec = pipeline if isinstance(pipeline, Recognizer) else pipeline.build()
     results = embed_images(
-        pipeline, [p for p, _ in probes], pick="largest", workers=workers, progress=progress, cache=cache
+        pipeline, [p for p, _ in probes], pick=face, workers=workers, progress=progress, cache=cache
     )
     with tempfile.TemporaryDirectory(prefix="faceprint-eval-") as tmp:
         gallery = Gallery(SqliteStore(Path(tmp) / "gallery.sqlite"), rec)
         refused: list[dict[str, str]] = []
         enrolled: dict[str, list[Any]] = {}
         for name, imgs in split.gallery.items():
-            r = gallery.enroll(name, imgs, face="largest")
+            r = gallery.enroll(name, imgs, face=face)
             refused += [{"person": name, "image": x.image, "reason": x.reason} for x in r.refused]
             if progress is not None:
                 progress(len(imgs))
@@ -96,7 +98,7 @@ def evaluate_identification(
     rep.update(image_counts(results))
     det, emb = rec.detector_name, rec.embedder_name
     rep.update(
-        kind="identification", dir=str(root), seed=seed, gallery_per_person=gallery_per_person,
+        kind="identification", dir=str(root), seed=seed, face=face, gallery_per_person=gallery_per_person,
         unknown_fraction=unknown_fraction, people=len(people), enrolled_people=len(enrolled),
         enrolment_images=enrol_images, refused_enrolment_images=refused,
         operating_point=op.to_dict(), detector=det, embedder=emb,

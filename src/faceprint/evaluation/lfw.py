@@ -5,7 +5,7 @@
   one).
 * :func:`evaluate_dir` builds seeded, balanced pairs from a folder of the user's own
   labelled faces (``DIR/<person>/<image>``, :mod:`.folders`) and runs the same analysis;
-  each image's face is the largest.
+  each image's face is the largest (or, with ``face="central"``, the most central).
 
 Both embed every distinct image once, on every core (:mod:`.embedset`), and return the
 JSON-ready report of :func:`.verification.analyse` plus the dataset's counts.
@@ -135,6 +135,7 @@ def evaluate_dir(
     progress: Progress | None = None,
     on_total: Progress | None = None,
     cache: EmbeddingCache | None = None,
+    face: str = "largest",
 ) -> dict[str, Any]:
     """Verification on pairs drawn from ``root/<person>/<image>`` (see :mod:`.folders`):
     the threshold is cross-validated over 10 folds (person-disjoint with 20+ people)."""
@@ -142,7 +143,7 @@ def evaluate_dir(
     people = read_labelled_dir(root)
     lp = make_pairs(people, per_class=per_class, seed=seed)
     paths = sorted(set(lp.a) | set(lp.b))
-    results = _embed(pipeline, paths, "largest", workers, progress, on_total, cache)
+    results = _embed(pipeline, paths, face, workers, progress, on_total, cache)
     ps = PairSet(list(lp.a), list(lp.b), lp.same, lp.folds).score(results)
     excluded = int(ps.failed.sum()) if exclude_failures else None
     if exclude_failures:
@@ -151,7 +152,7 @@ def evaluate_dir(
     det, emb = _names(pipeline)
     rep.update(image_counts(results))
     rep.update(
-        kind="pairs", excluded_pairs=excluded, detector=det, embedder=emb, dir=str(root),
+        kind="pairs", excluded_pairs=excluded, detector=det, embedder=emb, dir=str(root), face=face,
         people=len(people), seed=seed, note=lp.note,
     )  # fmt: skip
     notes = [("dataset", f"{root}: {len(people)} people, {sum(map(len, people.values()))} images")]

@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EvaluationError
-from ..types import Face
+from ..selection import central_face
 from . import metrics
+
+__all__ = ["Pair", "PairsFile", "ProtocolResult", "central_face", "read_pairs", "score_protocol"]
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,6 @@ def read_pairs(path: str | Path) -> PairsFile:
             kind = "'name i j'" if same else "'name1 i name2 j'"
             raise EvaluationError(f"{p}: line {k + 2} should be {kind}, got {' '.join(toks)!r}") from None
     return PairsFile(p, tuple(pairs), folds)
-
-
-def central_face(faces: list[Face], shape: tuple[int, ...]) -> Face | None:
-    """The face whose box centre is nearest the image centre (LFW's labelled face)."""
-    if not faces:
-        return None
-    cy, cx = shape[0] / 2.0, shape[1] / 2.0
-    return min(faces, key=lambda f: (f.box.center[0] - cx) ** 2 + (f.box.center[1] - cy) ** 2)
 
 
 @dataclass(frozen=True)

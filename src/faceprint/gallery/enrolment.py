@@ -5,8 +5,8 @@ embed, commit) with its own rules, separate from searching a gallery;
 :class:`~.gallery.Gallery` calls it from ``enroll`` and ``enroll_dir``. Conventions:
 
 * a face in an enrolment photo is chosen by ``face``: ``"single"`` (the photo must hold
-  exactly one face), ``"largest"`` or an index into the detector's faces (the ``#i`` that
-  ``faceprint detect`` prints);
+  exactly one face), ``"largest"``, ``"central"`` (nearest the image centre) or an index
+  into the detector's faces (the ``#i`` that ``faceprint detect`` prints);
 * refusals are reported (:class:`~.results.Refusal`), never raised, so one bad photo does
   not stop a batch;
 * the same image (by sha256 of its bytes; of dtype, shape and pixels for arrays) enrolled
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import FaceprintError, GalleryError
+from ..selection import central_face, largest_face
 from ..types import Box, Face
 from .records import FaceRecord, Store, check_name
 from .results import EnrolledFace, EnrollReport, Refusal
@@ -52,8 +53,8 @@ def as_list(images: Sequence[ImageInput] | ImageInput) -> list[ImageInput]:
 
 
 def check_face_choice(face: FaceChoice) -> None:
-    if face not in ("single", "largest") and (isinstance(face, bool) or not isinstance(face, int)):
-        raise GalleryError(f"face must be 'single', 'largest' or an index, got {face!r}")
+    if face not in ("single", "largest", "central") and (isinstance(face, bool) or not isinstance(face, int)):
+        raise GalleryError(f"face must be 'single', 'largest', 'central' or an index, got {face!r}")
 
 
 def plan_dir(root: str | Path) -> list[tuple[str, list[Path]]]:
@@ -104,12 +105,15 @@ class Pending:
     known: set[str] | None = None  # sha256 of the images already enrolled for the person
 
 
-def _choose(faces: list[Face], face: FaceChoice) -> Face | str:
-    """The face to enrol, or the reason for refusing the image."""
+def _choose(faces: list[Face], face: FaceChoice, shape: tuple[int, ...]) -> Face | str:
+    """The face to enrol, or the reason for refusing the image. ``"central"`` is the face
+    nearest the image centre (how LFW-style datasets label their photos)."""
     if not faces:
         return "no face found"
-    if face == "largest":
-        return max(faces, key=lambda f: f.box.area)
+    if face in ("largest", "central"):
+        chosen = largest_face(faces) if face == "largest" else central_face(faces, shape)
+        assert chosen is not None
+        return chosen
     if isinstance(face, int) and not isinstance(face, bool):
         if 0 <= face < len(faces):
             return faces[face]
@@ -166,7 +170,7 @@ def extract(
                 p.refused.append(Refusal(where, str(exc).removeprefix("image bytes: ")))
         chosen: list[tuple[int, str, Image, str, Face]] = []
         for pi, label, img, sha in part:
-            pick = _choose(recognizer.detector.detect(img), face)
+            pick = _choose(recognizer.detector.detect(img), face, img.shape)
             if isinstance(pick, str):
                 pending[pi].refused.append(Refusal(label, pick))
             else:

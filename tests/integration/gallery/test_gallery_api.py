@@ -237,3 +237,17 @@ def test_calibration_is_stored_and_bound_to_the_model(knn_gallery: Gallery) -> N
         knn_gallery.set_calibration({**rec, "model": "dlib@resnet_v1"})
     knn_gallery.set_threshold(0.95)  # a manual threshold replaces the calibration
     assert knn_gallery.operating_point().source == "gallery" and knn_gallery.calibration() is None
+
+
+def test_face_central_enrols_the_face_nearest_the_centre(gallery: Gallery, recognizer: Recognizer) -> None:
+    from faceprint.io import load_image
+    from faceprint.selection import central_face
+
+    img_path = KNN / "test" / "obama_and_biden.jpg"
+    img = load_image(img_path)
+    faces = recognizer.detector.detect(img)
+    assert len(faces) >= 2
+    want = central_face(faces, img.shape)
+    assert want is not None
+    (added,) = gallery.enroll("someone", [img_path], face="central").added
+    assert added.box == want.box
