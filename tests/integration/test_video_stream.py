@@ -133,6 +133,11 @@ def test_watch_writes_video_and_events_and_fails_cleanly(rec: Recognizer, tmp_pa
             [*cmd[:4], str(bad), "--no-gallery"], capture_output=True, text=True, timeout=120
         )
         assert res.returncode == 1 and why in res.stderr and "Traceback" not in res.stderr
+    for flag, value in (("--detect-every", "0"), ("--max-age", "-1"), ("--threshold", "2")):
+        res = subprocess.run(
+            [*cmd[:4], str(HAMILTON), flag, value], capture_output=True, text=True, timeout=120
+        )
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (flag, res.stderr)
 
 
 def test_tracks_follow_people_in_a_crowd_without_flicker(rec: Recognizer, tmp_path: Path) -> None:

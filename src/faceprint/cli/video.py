@@ -70,11 +70,18 @@ def watch(
     show: Annotated[
         bool, typer.Option(help="show a window (needs a display and a GUI build of OpenCV)")
     ] = False,
-    detect_every: Annotated[int, typer.Option(help="run the detector every N frames (track between)")] = 1,
-    embed_every: Annotated[int, typer.Option(help="re-embed a track every N frames")] = 10,
-    min_frames: Annotated[int, typer.Option(help="embeddings a track needs before it is named")] = 3,
+    detect_every: Annotated[
+        int, typer.Option(min=1, help="run the detector every N frames (track between)")
+    ] = 1,
+    embed_every: Annotated[int, typer.Option(min=1, help="re-embed a track every N frames")] = 10,
+    min_frames: Annotated[int, typer.Option(min=1, help="embeddings a track needs before it is named")] = 3,
+    max_age: Annotated[
+        int, typer.Option(min=0, help="detector frames a track survives without its face (occlusions)")
+    ] = 30,
     max_fps: Annotated[float | None, typer.Option(help="process at most this many frames per second")] = None,
-    threshold: Annotated[float | None, typer.Option(help="fixed threshold (default: the gallery's)")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(min=-1.0, max=1.0, help="fixed threshold (default: the gallery's)")
+    ] = None,
     reconnect: Annotated[bool, typer.Option(help="reopen a network stream that drops")] = False,
     no_gallery: Annotated[bool, typer.Option("--no-gallery", help="track only, name nobody")] = False,
     detector: Annotated[str | None, typer.Option("--detector", "-d")] = None,
@@ -84,6 +91,7 @@ def watch(
     from ..recognizer import Recognizer
     from ..video.sources import open_source
     from ..video.stream import recognize_stream
+    from ..video.tracking import Tracker
 
     if show and not _can_show():
         raise common.fail("--show needs a display and a GUI build of OpenCV (pip install opencv-python)")
@@ -109,7 +117,7 @@ def watch(
     try:
         for res in recognize_stream(
             rec, g, src, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
-            min_frames=min_frames,
+            min_frames=min_frames, tracker=Tracker(max_age=max_age),
         ):  # fmt: skip
             frames += res.image is not None
             for ev in res.events:
