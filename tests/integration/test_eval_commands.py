@@ -166,3 +166,18 @@ def test_failures_count_against_the_system_unless_excluded(lfw: Path, tmp_path: 
         and d["excluded_pairs"] == k["failed_pairs"]
     )
     assert "--exclude-failures" in (tmp_path / "r.html").read_text() and "dropped" in res.stdout
+
+
+def test_calibrate_on_a_pairs_file(lfw: Path, tmp_path: Path) -> None:
+    lines = (lfw / "pairsDevTrain.txt").read_text().splitlines()
+    n = int(lines[0])
+    pairs = tmp_path / "slice.txt"
+    pairs.write_text("30\n" + "\n".join(lines[1:31] + lines[1 + n : 31 + n]) + "\n")
+    out = tmp_path / "cal.json"
+    res = run_cli("calibrate", "--pairs", str(pairs), "--root", str(lfw), "--far", "0.1", "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    cal = json.loads(out.read_text())
+    assert cal["impostor_pairs"] == 30 == cal["genuine_pairs"] and cal["far"] <= 0.1 and cal["tar"] > 0.8
+    pairs.write_text("1\nNobody_Here 1 2\nA 1 B 1\n")
+    res = run_cli("calibrate", "--pairs", str(pairs), "--root", str(lfw), "--far", "0.1")
+    assert res.returncode == 1 and "missing" in res.stderr and "Traceback" not in res.stderr

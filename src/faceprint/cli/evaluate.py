@@ -242,9 +242,9 @@ def calibrate(
         with open_gallery(gallery) as g:  # fail fast on a gallery bound to another model
             bound = g.store.model()
             if bound is not None:
-                from ..evaluation.calibration import _model_id
+                from ..evaluation.embedset import pipeline_model_id
 
-                mine = _model_id(None, _spec(detector, embedder, flip))
+                mine = pipeline_model_id(_spec(detector, embedder, flip))
                 if mine != bound[0]:
                     from ..errors import IncompatibleEmbeddingError
 

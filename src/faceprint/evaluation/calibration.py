@@ -34,9 +34,9 @@ import numpy as np
 from ..errors import EvaluationError
 from ..recognizer import Recognizer
 from . import metrics
-from .embedset import EmbeddingCache, PipelineSpec, embed_images
+from .embedset import EmbeddingCache, PipelineSpec, embed_images, pipeline_model_id, pipeline_names
 from .folders import read_labelled_dir
-from .lfw import _names, _pairset
+from .lfw import embed_pairs_files, pairset
 from .pairs import read_pairs
 
 Progress = Callable[[int], None]
@@ -124,17 +124,10 @@ def calibrate(
         if root is None:
             raise EvaluationError("--pairs needs --root, the folder the pairs file's images are under")
         pf = read_pairs(pairs)  # type: ignore[arg-type]
-        ps = _pairset(pf, Path(root))
-        paths = sorted(set(ps.a) | set(ps.b))
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise EvaluationError(f"{len(missing)} image(s) named by {pairs} are missing, e.g. {missing[0]}")
-        if on_total is not None:
-            on_total(len(paths))
-        res = embed_images(pipeline, paths, pick="central", workers=workers, progress=progress, cache=cache)
-        ps.score(res)
+        res = embed_pairs_files(pipeline, Path(root), [pf], workers, progress, on_total, cache)
+        ps = pairset(pf, Path(root)).score(res)
         scores, labels = ps.scores, ps.labels
-        n_images, n_failed = len(paths), sum(r.vector is None for r in res.values())
+        n_images, n_failed = len(res), sum(r.vector is None for r in res.values())
         source = f"pairs {pairs} under {root}"
     imp = scores[~labels]
     n_imp, n_gen = len(imp), int(labels.sum())
@@ -146,9 +139,8 @@ def calibrate(
             f"a false-accept rate of {far:g} is unreachable with {n_imp} different-person pairs "
             f"(the smallest measurable is {1 / n_imp:.2g}): add people or images, or aim higher"
         )
-    det, emb = _names(pipeline)
-    rec = pipeline if isinstance(pipeline, Recognizer) else None
-    model = _model_id(rec, pipeline)
+    det, emb = pipeline_names(pipeline)
+    model = pipeline_model_id(pipeline)
     return {
         "threshold": float(thr),
         "far_target": far,
@@ -165,17 +157,3 @@ def calibrate(
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-
-
-def _model_id(rec: Recognizer | None, pipeline: PipelineSpec | Recognizer) -> str:
-    """``name@version(+flip)``, the id galleries are bound to."""
-    from ..embedding import model_id
-    from ..registry import embedders
-
-    if rec is not None:
-        return model_id(rec.embedder) + ("+flip" if rec.flip else "")
-    assert isinstance(pipeline, PipelineSpec)
-    from ..recognizer import DEFAULT_EMBEDDER
-
-    cls = embedders.resolve(pipeline.embedder or DEFAULT_EMBEDDER)
-    return f"{cls.name}@{cls.version}" + ("+flip" if pipeline.flip else "")

@@ -64,6 +64,29 @@ class PipelineSpec:
         )
 
 
+def pipeline_names(pipeline: PipelineSpec | Recognizer) -> tuple[str, str]:
+    """(detector name, embedder name with ``+flip``) of ``pipeline``, without building it."""
+    if isinstance(pipeline, Recognizer):
+        return pipeline.detector_name, pipeline.embedder_name
+    from ..recognizer import DEFAULT_EMBEDDER, default_detector_name
+
+    det = pipeline.detector or default_detector_name()
+    return det, (pipeline.embedder or DEFAULT_EMBEDDER) + ("+flip" if pipeline.flip else "")
+
+
+def pipeline_model_id(pipeline: PipelineSpec | Recognizer) -> str:
+    """``name@version(+flip)`` of ``pipeline``'s vectors: the id galleries are bound to."""
+    from ..embedding import model_id
+
+    if isinstance(pipeline, Recognizer):
+        return model_id(pipeline.embedder) + ("+flip" if pipeline.flip else "")
+    from ..recognizer import DEFAULT_EMBEDDER
+    from ..registry import embedders
+
+    cls = embedders.resolve(pipeline.embedder or DEFAULT_EMBEDDER)
+    return f"{cls.name}@{cls.version}" + ("+flip" if pipeline.flip else "")
+
+
 @dataclass(frozen=True)
 class ImageResult:
     """One image's chosen face: its vector (``None`` when no face was found or the image
@@ -175,15 +198,13 @@ def embed_images(
     if pick not in PICKS:
         raise ValueError(f"pick must be one of {', '.join(PICKS)}, got {pick!r}")
     paths = [Path(p) for p in paths]
-    shas = {p: file_sha256(p) for p in paths}
+    # An unreadable file gets a key of its own, so the embedder reports why it failed.
+    keys = {p: file_sha256(p) or f"unreadable:{p}" for p in paths}
     unique: dict[str, Path] = {}
-    for p in paths:
-        key = shas[p] or f"unreadable:{p}"
-        unique.setdefault(key, p)
     copies: dict[str, int] = {}
     for p in paths:
-        k = shas[p] or f"unreadable:{p}"
-        copies[k] = copies.get(k, 0) + 1
+        unique.setdefault(keys[p], p)
+        copies[keys[p]] = copies.get(keys[p], 0) + 1
     n_workers = default_workers() if workers is None else max(1, int(workers))
     by_key: dict[str, ImageResult] = {}
     pkey = _pipeline_key(pipeline)
@@ -217,6 +238,6 @@ def embed_images(
                 done(results)
     out: dict[Path, ImageResult] = {}
     for p in paths:
-        r = by_key[shas[p] or f"unreadable:{p}"]
+        r = by_key[keys[p]]
         out[p] = r if r.path == p else ImageResult(p, r.sha256, r.vector, r.box, r.faces, r.error)
     return out

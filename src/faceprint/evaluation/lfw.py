@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import EvaluationError
 from ..recognizer import Recognizer
-from .embedset import EmbeddingCache, PipelineSpec, embed_images
+from .embedset import EmbeddingCache, PipelineSpec, embed_images, pipeline_names
 from .folders import make_pairs, read_labelled_dir
 from .pairs import PairsFile, read_pairs
 from .verification import PairSet, analyse, describe, finish, image_counts
@@ -30,7 +30,7 @@ from .verification import PairSet, analyse, describe, finish, image_counts
 Progress = Callable[[int], None]
 
 
-def _pairset(pf: PairsFile, root: Path) -> PairSet:
+def pairset(pf: PairsFile, root: Path) -> PairSet:
     a, b = zip(*(pr.paths(root) for pr in pf.pairs), strict=True) if pf.pairs else ((), ())
     folds = np.array([p.fold for p in pf.pairs], dtype=np.int64)
     return PairSet(list(a), list(b), pf.labels(), folds)
@@ -50,16 +50,24 @@ def _embed(
     return embed_images(pipeline, paths, pick=pick, workers=workers, progress=progress, cache=cache)
 
 
-def _names(pipeline: PipelineSpec | Recognizer) -> tuple[str, str]:
-    rec = pipeline if isinstance(pipeline, Recognizer) else None
-    if rec is not None:
-        return rec.detector_name, rec.embedder_name
-    from ..recognizer import DEFAULT_EMBEDDER, default_detector_name
-
-    assert isinstance(pipeline, PipelineSpec)
-    det = pipeline.detector or default_detector_name()
-    emb = (pipeline.embedder or DEFAULT_EMBEDDER) + ("+flip" if pipeline.flip else "")
-    return det, emb
+def embed_pairs_files(
+    pipeline: PipelineSpec | Recognizer,
+    root: Path,
+    files: list[PairsFile],
+    workers: int | None,
+    progress: Progress | None,
+    on_total: Progress | None,
+    cache: EmbeddingCache | None = None,
+) -> dict[Path, Any]:
+    """The central face of every image the pairs ``files`` name under ``root``, each
+    embedded once; a missing image is an :class:`EvaluationError` before any work."""
+    paths = sorted({p for pf in files for pr in pf.pairs for p in pr.paths(root)})
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise EvaluationError(
+            f"{len(missing)} image(s) named by the pairs file(s) are missing, e.g. {missing[0]}"
+        )
+    return _embed(pipeline, paths, "central", workers, progress, on_total, cache)
 
 
 def evaluate_lfw(
@@ -85,17 +93,11 @@ def evaluate_lfw(
     test = read_pairs(pairs)
     train = read_pairs(train_pairs) if train_pairs else None
     files = [test] + ([train] if train else [])
-    paths = sorted({p for pf in files for pr in pf.pairs for p in pr.paths(root)})
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise EvaluationError(
-            f"{len(missing)} image(s) named by the pairs file(s) are missing, e.g. {missing[0]}"
-        )
-    results = _embed(pipeline, paths, "central", workers, progress, on_total, cache)
-    ps = _pairset(test, root).score(results)
+    results = embed_pairs_files(pipeline, root, files, workers, progress, on_total, cache)
+    ps = pairset(test, root).score(results)
     train_sl = None
     if train is not None:
-        tr = _pairset(train, root).score(results)
+        tr = pairset(train, root).score(results)
         if exclude_failures:
             tr = tr.subset(~tr.failed)
         train_sl = (tr.scores, tr.labels)
@@ -103,7 +105,7 @@ def evaluate_lfw(
     if exclude_failures:
         ps = ps.subset(~ps.failed)
     rep = analyse(ps, train_sl)
-    det, emb = _names(pipeline)
+    det, emb = pipeline_names(pipeline)
     rep.update(image_counts(results))
     rep.update(
         kind="lfw", excluded_pairs=excluded, detector=det, embedder=emb,
@@ -149,7 +151,7 @@ def evaluate_dir(
     if exclude_failures:
         ps = ps.subset(~ps.failed)
     rep = analyse(ps)
-    det, emb = _names(pipeline)
+    det, emb = pipeline_names(pipeline)
     rep.update(image_counts(results))
     rep.update(
         kind="pairs", excluded_pairs=excluded, detector=det, embedder=emb, dir=str(root), face=face,
