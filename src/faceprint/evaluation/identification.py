@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import EvaluationError
 from ..recognizer import Recognizer
+from ..types import Match
 from . import metrics
 from .embedset import EmbeddingCache, ImageResult, PipelineSpec, embed_images
 from .folders import read_labelled_dir, split_identification
@@ -95,6 +96,7 @@ def evaluate_identification(
         ranked = _rank_all(gallery, probes, results)
         gallery.close()
     rep, cases = _score(split, ranked, op.threshold)
+    cases["results"] = results
     rep.update(image_counts(results))
     det, emb = rec.detector_name, rec.embedder_name
     rep.update(
@@ -117,22 +119,19 @@ def evaluate_identification(
 
 def _rank_all(
     gallery: Any, probes: list[tuple[Path, str]], results: dict[Path, ImageResult]
-) -> list[tuple[Any, ...] | None]:
-    """Top-:data:`MAX_RANK` people of each probe (``None``: no face in the probe)."""
+) -> list[tuple[Match, ...] | None]:
+    """Top-:data:`MAX_RANK` people of each probe, best first (``None``: no face in the probe)."""
     have = [i for i, (p, _) in enumerate(probes) if results[p].vector is not None]
-    out: list[tuple[Any, ...] | None] = [None] * len(probes)
+    out: list[tuple[Match, ...] | None] = [None] * len(probes)
     if have:
         q = np.stack([v for i in have if (v := results[probes[i][0]].vector) is not None])
         for i, matches in zip(have, gallery.rank(q, MAX_RANK), strict=True):
             out[i] = matches
-    for i, (p, _) in enumerate(probes):
-        if out[i] is not None:
-            out[i] = (results[p].box, *out[i])  # type: ignore[misc]
     return out
 
 
 def _score(
-    split: Any, ranked: list[tuple[Any, ...] | None], thr: float
+    split: Any, ranked: list[tuple[Match, ...] | None], thr: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     n_known = len(split.known_probes)
     known, strangers = ranked[:n_known], ranked[n_known:]
@@ -140,14 +139,14 @@ def _score(
     k_top = np.full(n_known, -np.inf)
     k_ok = np.zeros(n_known, dtype=bool)
     for i, ((_, name), r) in enumerate(zip(split.known_probes, known, strict=True)):
-        if r is None or len(r) < 2:
+        if not r:  # no face, or nobody to match
             continue
-        matches = r[1:]
+        matches = r
         k_top[i] = matches[0].similarity
         k_ok[i] = matches[0].identity == name
         names = [m.identity for m in matches]
         ranks[i] = names.index(name) + 1 if name in names else 0
-    s_top = np.array([-np.inf if r is None or len(r) < 2 else r[1].similarity for r in strangers])
+    s_top = np.array([r[0].similarity if r else -np.inf for r in strangers])
     cmc = metrics.cmc(ranks, MAX_RANK)
     rep: dict[str, Any] = {
         "known_probes": n_known,
@@ -212,6 +211,9 @@ def _error_sections(cases: dict[str, Any], enrolled: dict[str, list[Any]], thr: 
 
     split = cases["split"]
 
+    def box_of(path: Path) -> Any:
+        return cases["results"][path].box
+
     def gallery_thumb(name: str) -> Thumb | None:
         got = enrolled.get(name)
         return Thumb(got[0][0], got[0][1], f"enrolled: {name}") if got else None
@@ -221,10 +223,10 @@ def _error_sections(cases: dict[str, Any], enrolled: dict[str, list[Any]], thr: 
     fa = []
     for i in named[:HARDEST]:
         (p, who), r = split.stranger_probes[i], cases["strangers"][i]
-        m = r[1]
+        m = r[0]  # named, so it has a match
         fa.append(
             ErrorCase(
-                Thumb(p, r[0], f"stranger: {who}"),
+                Thumb(p, box_of(p), f"stranger: {who}"),
                 gallery_thumb(m.identity),
                 m.similarity,
                 f"{p.name} ({who}, not enrolled) named {m.identity}, {m.similarity:.3f} >= {thr:.3f}",
@@ -237,16 +239,17 @@ def _error_sections(cases: dict[str, Any], enrolled: dict[str, list[Any]], thr: 
     fr = []
     for i in missed[:HARDEST]:
         (p, who), r = split.known_probes[i], cases["known"][i]
-        if r is None:
+        if not r:
+            why = "no face found" if r is None else "nobody enrolled to match"
             fr.append(
-                ErrorCase(Thumb(p, None, who), gallery_thumb(who), None, f"{p.name} ({who}): no face found")
+                ErrorCase(Thumb(p, box_of(p), who), gallery_thumb(who), None, f"{p.name} ({who}): {why}")
             )
             continue
-        m = r[1]
+        m = r[0]
         why = (
             f"named {m.identity} instead of {who}" if m.identity != who else f"{who} but below the threshold"
         )
-        fr.append(ErrorCase(Thumb(p, r[0], f"probe: {who}"), gallery_thumb(m.identity), m.similarity,
+        fr.append(ErrorCase(Thumb(p, box_of(p), f"probe: {who}"), gallery_thumb(m.identity), m.similarity,
                             f"{p.name}: {why}, {m.similarity:.3f} vs {thr:.3f}"))  # fmt: skip
     return [
         ErrorSection(f"Strangers named as someone ({len(named)} in all)", fa,
