@@ -3,7 +3,8 @@
 Precedence everywhere: an explicit argument beats the environment, which beats the
 model's or the library's default. Variables:
 
-``FACEPRINT_HOME``        base dir for cache and data (default: ``~/.cache/faceprint``)
+``FACEPRINT_HOME``        base dir for cache and data (default: ``~/.cache/faceprint`` for the
+                          cache; data, i.e. the gallery, in the user data directory below)
 ``FACEPRINT_CACHE``       cache dir for downloaded models (default: ``$FACEPRINT_HOME/models``)
 ``FACEPRINT_MODELS``      extra model directories, separated by ``os.pathsep``
 ``FACEPRINT_OFFLINE``     ``1`` forbids downloads; a missing model names the command to run
@@ -11,7 +12,14 @@ model's or the library's default. Variables:
 ``FACEPRINT_DETECTOR``    default detector name (otherwise the best one available)
 ``FACEPRINT_EMBEDDER``    default embedder name
 ``FACEPRINT_GALLERY``     default gallery: an SQLite file or a postgresql:// URL
-                          (default: ``$FACEPRINT_HOME/gallery.sqlite``)
+                          (default: ``gallery.sqlite`` in ``Settings.data_dir``)
+
+``Settings.data_dir`` holds what a user cannot lose (the default gallery), so it is not a
+cache directory that cleaners empty: ``$FACEPRINT_HOME`` when that is set, else the user
+data directory of ``platformdirs`` (``$XDG_DATA_HOME/faceprint``, by default
+``~/.local/share/faceprint`` on Linux; ``~/Library/Application Support/faceprint`` on
+macOS). ``Settings.legacy_gallery`` is where faceprint 0.1 kept the default gallery
+(``~/.cache/faceprint/gallery.sqlite``), for :mod:`faceprint.gallery.legacy` to move it.
 """
 
 from __future__ import annotations
@@ -41,12 +49,26 @@ class Settings:
     detector: str | None = None
     embedder: str | None = None
     gallery: str | None = None
+    data_dir: Path | None = None  # None: home (Settings built by hand)
+    legacy_gallery: Path | None = None
+
+    @property
+    def default_gallery(self) -> Path:
+        """The SQLite file used when no gallery is named (module doc)."""
+        return (self.data_dir or self.home) / "gallery.sqlite"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``env`` (default: ``os.environ``)."""
         e = os.environ if env is None else env
-        home = Path(e.get("FACEPRINT_HOME") or Path.home() / ".cache" / "faceprint").expanduser()
+        old_home = Path.home() / ".cache" / "faceprint"
+        home = Path(e.get("FACEPRINT_HOME") or old_home).expanduser()
+        if e.get("FACEPRINT_HOME"):
+            data_dir, legacy = home, None
+        else:
+            import platformdirs  # reads XDG_DATA_HOME (Linux) from the process environment
+
+            data_dir, legacy = platformdirs.user_data_path("faceprint", appauthor=False), old_home
         cache = Path(e.get("FACEPRINT_CACHE") or home / "models").expanduser()
         dirs = tuple(Path(p).expanduser() for p in e.get("FACEPRINT_MODELS", "").split(os.pathsep) if p)
         try:
@@ -62,6 +84,8 @@ class Settings:
             detector=e.get("FACEPRINT_DETECTOR") or None,
             embedder=e.get("FACEPRINT_EMBEDDER") or None,
             gallery=e.get("FACEPRINT_GALLERY") or None,
+            data_dir=data_dir,
+            legacy_gallery=None if legacy is None else legacy / "gallery.sqlite",
         )
 
 

@@ -1,12 +1,13 @@
 """``faceprint enroll | identify | lookalike`` and ``faceprint gallery ...``.
 
 Every command takes ``--gallery PATH|postgresql://...`` (default: ``FACEPRINT_GALLERY``,
-else ``$FACEPRINT_HOME/gallery.sqlite``). Results go to stdout (a table, or ``--json``:
-the dicts of :mod:`faceprint.gallery.gallery`), progress bars and refusals to stderr.
+else :data:`DEFAULT_GALLERY_HELP`). Results go to stdout (a table, or ``--json``: the dicts
+of :mod:`faceprint.gallery.gallery`), progress bars and refusals to stderr.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,11 +18,28 @@ from . import common
 if TYPE_CHECKING:
     from ..gallery.gallery import Gallery
 
-gallery_app = typer.Typer(help="List, inspect, rename, remove, export and import enrolled people.")
+#: Where the default gallery is (config.Settings.data_dir); static text, since help is built
+#: at import and nothing may read the environment then.
+DEFAULT_GALLERY_HELP = (
+    "gallery.sqlite in the user data directory: $XDG_DATA_HOME/faceprint, by default "
+    "~/.local/share/faceprint (macOS: ~/Library/Application Support/faceprint), or $FACEPRINT_HOME "
+    "when set. Files 0600 in a 0700 directory; a gallery left in ~/.cache/faceprint by an older "
+    "faceprint is moved there on first use."
+)
+
+gallery_app = typer.Typer(
+    help="List, inspect, rename, remove, export and import enrolled people.\n\n"
+    f"Default gallery: FACEPRINT_GALLERY, else {DEFAULT_GALLERY_HELP}"
+)
 
 GalleryOpt = Annotated[
     str | None,
-    typer.Option("--gallery", "-g", help="SQLite file or postgresql:// URL (default: FACEPRINT_GALLERY)"),
+    typer.Option(
+        "--gallery",
+        "-g",
+        help="SQLite file or postgresql:// URL (default: FACEPRINT_GALLERY, else "
+        "~/.local/share/faceprint/gallery.sqlite; see 'faceprint gallery --help')",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 DetectorOpt = Annotated[str | None, typer.Option("--detector", "-d", help="detector name")]
@@ -220,12 +238,15 @@ def remove(name: Annotated[str, typer.Argument()], gallery: GalleryOpt = None) -
 
 @gallery_app.command("export")
 def export_(
-    file: Annotated[Path, typer.Argument(help="JSON-lines file to write")], gallery: GalleryOpt = None
+    file: Annotated[Path, typer.Argument(help="JSON-lines file to write (created 0600)")],
+    force: Annotated[bool, typer.Option("--force", help="overwrite FILE if it exists")] = False,
+    gallery: GalleryOpt = None,
 ) -> None:
-    """Write the whole gallery, vectors included, to a versioned JSON-lines file."""
+    """Write the whole gallery, vectors included, to a versioned JSON-lines file (one snapshot)."""
     with _open(gallery) as g:
-        n = g.export(file)
-        people = len(g.people())
+        n = g.export(file, force=force)
+        with file.open(encoding="utf-8") as fh:  # the header counts what the snapshot held
+            people = json.loads(fh.readline())["people"]
     common.out.print(f"exported {people} people, {n} faces to {file}", markup=False)
 
 
@@ -252,12 +273,12 @@ def threshold(
     if clear and value is not None:
         raise common.fail("give a VALUE or --clear, not both")
     with _open(gallery) as g:
-        if clear:
-            g.set_threshold(None)
-        elif value is not None:
-            g.set_threshold(value)
-        if far is not None:
-            g.set_far(far)
+        if clear or value is not None or far is not None:
+            with g.store.transaction():  # VALUE and --far together, or neither
+                if clear or value is not None:
+                    g.set_threshold(value)
+                if far is not None:
+                    g.set_far(far)
         op = g.operating_point()
     if as_json:
         common.print_json(op.to_dict())

@@ -277,7 +277,7 @@ def build_onnx(
             log.info("converting %s to ONNX at %s", dat, out)
             model = to_onnx(read_network(dat), {"source_sha256": sha, "source_file": dat.name})
             data = model.SerializeToString()
-            atomic_write(out, lambda tmp: tmp.write_bytes(data), mode=None, fsync=True)
+            atomic_write(out, lambda tmp: tmp.write_bytes(data), fsync=True)
     except OSError as exc:
         raise ModelUnavailableError(
             f"cannot write the ONNX model to {out}: {exc}; set FACEPRINT_CACHE to a writable directory"

@@ -302,5 +302,7 @@ def write_report(
         errors=errors,
         thumb_size=thumb_size,
     )
-    atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"), fsync=True)
+    atomic_write(
+        out, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"), mode=0o644, fsync=True
+    )
     return out

@@ -2,8 +2,9 @@
 
 ``open_gallery(location)`` picks the backend: a ``postgresql://`` (or ``postgres://``) URL
 opens a PostgreSQL + pgvector store (extra ``[postgres]``), anything else is the path of
-an SQLite file. ``None`` means ``FACEPRINT_GALLERY`` when set, else
-``$FACEPRINT_HOME/gallery.sqlite`` (see :func:`default_location`).
+an SQLite file. ``None`` means ``FACEPRINT_GALLERY`` when set, else ``gallery.sqlite`` in
+the user data directory (see :func:`default_location`); a default gallery that an older
+faceprint left in the cache directory is moved there on first use (:mod:`.legacy`).
 
 Nothing heavy is imported here: the recognizer and the backends load on first use.
 """
@@ -27,9 +28,11 @@ _PG_PREFIXES = ("postgresql://", "postgres://")
 
 
 def default_location() -> str:
-    """``FACEPRINT_GALLERY``, else ``gallery.sqlite`` in ``FACEPRINT_HOME``."""
+    """``FACEPRINT_GALLERY``, else ``gallery.sqlite`` in the user data directory
+    (``$XDG_DATA_HOME/faceprint``; ``$FACEPRINT_HOME`` when that is set): see
+    :class:`~faceprint.config.Settings`."""
     s = get_settings()
-    return s.gallery or str(s.home / "gallery.sqlite")
+    return s.gallery or str(s.default_gallery)
 
 
 def is_postgres_url(location: str | Path) -> bool:
@@ -39,6 +42,11 @@ def is_postgres_url(location: str | Path) -> bool:
 def open_store(location: str | Path | None = None) -> Store:
     """The store at ``location`` (a PostgreSQL URL or an SQLite path; ``None``: default)."""
     where = location if location is not None else default_location()
+    s, legacy = get_settings(), get_settings().legacy_gallery
+    if location is None and s.gallery is None and legacy is not None and legacy != s.default_gallery:
+        from .legacy import move_legacy_gallery
+
+        where = str(move_legacy_gallery(legacy, s.default_gallery))
     if is_postgres_url(where):
         try:
             from .postgres import PostgresStore

@@ -7,7 +7,8 @@ parameters, is rebuilt from the snapshot with a log message, never an error, and
 or deleting them never loses data.
 
 Files, when an index has a ``path`` (all three written with
-:func:`~faceprint.files.atomic_write`, readable by all like the gallery directory):
+:func:`~faceprint.files.atomic_write`, owner-only (0600) like the gallery file: the graph
+holds the face vectors):
 
 * ``<path>`` -- the usearch graph of the base (:class:`~.hnsw.Graph`);
 * ``<path>.ids.npy`` -- the base's face ids in key order (UTF-8, numpy ``S`` array, read
@@ -18,6 +19,10 @@ Files, when an index has a ``path`` (all three written with
   the writes (new graph or ids, old sidecar) reads as a mismatch. The ids are checked
   (cheap) before the graph's checksum, so a base too far behind is rebuilt without
   hashing the graph.
+
+Deleting a person must leave no vector of theirs in any file, and the graph keeps removed
+faces (tombstones) until it is rebuilt: :func:`drop_if_holds` deletes the cache files when
+they hold a removed face, and the next search rebuilds them from the store.
 """
 
 from __future__ import annotations
@@ -165,3 +170,46 @@ def save_graph(path: Path, fixed: dict[str, Any], graph: Graph) -> None:
         atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     except OSError as exc:  # a cache we cannot write is not an error: search still works
         log.warning("could not save ANN index to %s (%s): it will be rebuilt next time", path, exc)
+
+
+def _leftovers(path: Path) -> list[Path]:
+    """Temporary files of the cache's writes (:func:`~faceprint.files.atomic_write`) that a
+    killed process left behind, or that another process is writing now: they may hold
+    vectors too."""
+    if not path.parent.is_dir():
+        return []
+    names = (path.name, ids_path(path).name, sidecar_path(path).name)
+    return [p for n in names for p in path.parent.glob(f".{n}.*.tmp")]
+
+
+def cache_files(path: Path) -> list[Path]:
+    """Every file of the cache at ``path`` that exists, temporary ones included."""
+    return [p for p in (path, ids_path(path), sidecar_path(path)) if p.exists()] + _leftovers(path)
+
+
+def drop_if_holds(path: Path, face_ids: set[str]) -> bool:
+    """Delete the cache at ``path`` when it holds any of ``face_ids`` (or when that cannot
+    be told: ids file missing or unreadable), and any temporary file of it in every case;
+    returns whether the cache was deleted. A cache is never the truth, so deleting it
+    loses nothing: the next search rebuilds it from the store."""
+    doomed = _leftovers(path)
+    files = [p for p in (path, ids_path(path), sidecar_path(path)) if p.exists()]
+    dropped = False
+    if files and face_ids:
+        try:
+            with ids_path(path).open("rb") as f:
+                arr = np.load(f, allow_pickle=False)
+            held = {b.decode() for b in arr.tolist()} if arr.dtype.kind == "S" else None
+        except (OSError, ValueError, EOFError, AttributeError, UnicodeDecodeError):
+            held = None
+        if held is None or not held.isdisjoint(face_ids):
+            doomed += files
+            dropped = True
+    for p in doomed:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not delete ANN index file %s (%s): it may hold removed faces", p, exc)
+    if dropped:
+        log.info("ANN index %s held removed faces: deleted; the next search rebuilds it", path)
+    return dropped

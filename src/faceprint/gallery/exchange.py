@@ -39,18 +39,24 @@ def _face_line(f: FaceRecord) -> dict[str, Any]:
     return out
 
 
-def export_store(store: Store, path: Path) -> int:
-    """Write ``store`` to ``path`` atomically (temp file + rename); see :data:`EXPORT_DOC`."""
-    bound = store.model()
-    people = store.people()
-    settings = {k: v for k in ("threshold", "far") if (v := store.get_setting(k)) is not None}
+def export_store(store: Store, path: Path, *, force: bool = False) -> int:
+    """Write ``store`` to ``path`` (see :data:`EXPORT_DOC`): everything is read in one
+    read-only transaction, so a concurrent write is in the file whole or not at all; the
+    file is written atomically (temp file + rename), owner-only (0600: it holds biometric
+    data), and an existing file is replaced only with ``force``."""
+    if path.exists() and not force:  # early, before reading a large gallery; checked again below
+        raise GalleryError(f"{path} already exists: pass --force to overwrite it")
     lines = []
     n_faces = 0
-    for p in people:
-        person, faces = store.person(p.name)
-        n_faces += len(faces)
-        body = {"name": person.name, "metadata": dict(person.metadata), "created_at": person.created_at}
-        lines.append(json.dumps({**body, "faces": [_face_line(f) for f in faces]}, ensure_ascii=False))
+    with store.transaction(readonly=True):
+        bound = store.model()
+        people = store.people()
+        settings = {k: v for k in ("threshold", "far") if (v := store.get_setting(k)) is not None}
+        for p in people:
+            person, faces = store.person(p.name)
+            n_faces += len(faces)
+            body = {"name": person.name, "metadata": dict(person.metadata), "created_at": person.created_at}
+            lines.append(json.dumps({**body, "faces": [_face_line(f) for f in faces]}, ensure_ascii=False))
     header = {
         "format": "faceprint-gallery",
         "format_version": EXPORT_FORMAT_VERSION,
@@ -68,7 +74,9 @@ def export_store(store: Store, path: Path) -> int:
             fh.writelines(line + "\n" for line in lines)
 
     try:
-        atomic_write(path, write, mode=None)  # owner-only (0600), as exports always were: biometric data
+        atomic_write(path, write, overwrite=force)  # owner-only (0600) when new; never widened
+    except FileExistsError:
+        raise GalleryError(f"{path} already exists: pass --force to overwrite it") from None
     except OSError as exc:
         raise GalleryError(f"cannot write gallery export {path}: {exc.strerror or exc}") from None
     return n_faces
@@ -85,19 +93,18 @@ def _read_face(d: dict[str, Any], person: str, dim: int) -> FaceRecord:
                       str(d.get("added_at") or ""))  # fmt: skip
 
 
-def import_store(store: Store, path: Path) -> tuple[int, int]:
-    """Add every person of the export file ``path`` to ``store``, one transaction per
-    person (faces already there are skipped). Refuses files of a newer format version and
-    vectors of another model than the store's."""
+def _read_export(path: Path) -> tuple[dict[str, Any], list[tuple[str, list[FaceRecord], dict[str, Any]]]]:
+    """The header and every person of the export file ``path``, each line checked; the
+    first bad line raises :class:`GalleryError` naming it."""
     try:
         fh = path.open(encoding="utf-8")
     except OSError as exc:
         raise GalleryError(f"cannot read gallery export {path}: {exc.strerror}") from None
-    added = skipped = 0
+    people = []
     with fh:
         try:
             header = json.loads(fh.readline() or "null")
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             header = None
         if not isinstance(header, dict) or header.get("format") != "faceprint-gallery":
             raise GalleryError(f"{path}: expected a faceprint gallery export (JSON lines), found other data")
@@ -108,24 +115,45 @@ def import_store(store: Store, path: Path) -> tuple[int, int]:
                 f"{EXPORT_FORMAT_VERSION}; upgrade faceprint to import it"
             )
         model, dim = header.get("model"), header.get("dim")
+        no = 1
+        try:
+            for i, line in enumerate(fh, start=2):
+                no = i  # for the messages below
+                if not line.strip():
+                    continue
+                d = json.loads(line)
+                name = check_name(d["name"])
+                faces = [_read_face(f, name, int(dim or 0)) for f in d["faces"]]
+                if model is not None and any(f.model != model for f in faces):
+                    raise ValueError(f"a face of another model than the header's {model}")
+                people.append((name, faces, d.get("metadata") or {}))
+        except UnicodeDecodeError as exc:
+            raise GalleryError(f"{path}, line {no + 1}: not UTF-8 text ({exc.reason})") from None
+        except (ValueError, KeyError, TypeError, AttributeError, GalleryError) as exc:
+            raise GalleryError(f"{path}, line {no}: malformed person record ({exc})") from None
+    return header, people
+
+
+def import_store(store: Store, path: Path) -> tuple[int, int]:
+    """Add every person of the export file ``path`` to ``store``: the whole file is read
+    and checked first, then written in ONE transaction, so a bad line N, or a failure
+    half-way, imports nothing. Faces already there are skipped; the file's ``threshold``
+    and ``far`` are taken only where the gallery has none. Refuses files of a newer format
+    version and vectors of another model than the store's."""
+    header, people = _read_export(path)
+    model, dim = header.get("model"), header.get("dim")
+    added = skipped = 0
+    with store.transaction():
         bound = store.model()
         if model is not None and bound is not None and (model, dim) != bound:
             raise IncompatibleEmbeddingError(
                 f"{path} holds {dim}-D vectors of {model}; gallery {store.location} holds {bound[1]}-D "
                 f"vectors of {bound[0]}"
             )
-        for no, line in enumerate(fh, start=2):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                name = check_name(d["name"])
-                faces = [_read_face(f, name, int(dim or 0)) for f in d["faces"]]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise GalleryError(f"{path}, line {no}: malformed person record ({exc})") from None
-            a, s = store.add_faces(name, faces, d.get("metadata") or None)
+        for name, faces, metadata in people:
+            a, s = store.add_faces(name, faces, metadata or None)
             added, skipped = added + len(a), skipped + len(s)
-    for key, value in (header.get("settings") or {}).items():
-        if key in ("threshold", "far") and store.get_setting(key) is None:
-            store.set_setting(key, str(value))
+        for key, value in (header.get("settings") or {}).items():
+            if key in ("threshold", "far") and store.get_setting(key) is None:
+                store.set_setting(key, str(value))
     return added, skipped

@@ -310,8 +310,9 @@ class Gallery:
         """Store a fixed threshold with the gallery (``None``: back to the open-set one)."""
         if value is not None and not -1.0 <= value <= 1.0:
             raise GalleryError(f"a threshold is a cosine similarity in [-1, 1], got {value}")
-        self.store.set_setting("calibration", None)
-        self.store.set_setting("threshold", None if value is None else repr(float(value)))
+        with self.store.transaction():  # never a threshold with another one's calibration
+            self.store.set_setting("calibration", None)
+            self.store.set_setting("threshold", None if value is None else repr(float(value)))
 
     def calibration(self) -> dict[str, Any] | None:
         """The record stored by :meth:`set_calibration`, if any."""
@@ -338,8 +339,9 @@ class Gallery:
         thr = float(record["threshold"])
         if not -1.0 <= thr <= 1.0:
             raise GalleryError(f"a threshold is a cosine similarity in [-1, 1], got {thr}")
-        self.store.set_setting("calibration", json.dumps(dict(record), sort_keys=True))
-        self.store.set_setting("threshold", repr(thr))
+        with self.store.transaction():  # the record and its threshold together, or neither
+            self.store.set_setting("calibration", json.dumps(dict(record), sort_keys=True))
+            self.store.set_setting("threshold", repr(thr))
 
     def set_far(self, value: float | None) -> None:
         """Store the target stranger false-alarm rate of the open-set threshold."""
@@ -347,12 +349,15 @@ class Gallery:
             raise GalleryError(f"a false-alarm rate is in (0, 1), got {value}")
         self.store.set_setting("far", None if value is None else repr(float(value)))
 
-    def export(self, path: str | Path) -> int:
-        """Write the whole gallery to ``path`` (see :data:`EXPORT_DOC`); returns faces written."""
-        return export_store(self.store, Path(path))
+    def export(self, path: str | Path, force: bool = False) -> int:
+        """Write the whole gallery, read as one snapshot, to ``path`` (see
+        :data:`EXPORT_DOC`); an existing file is replaced only with ``force``. Returns the
+        number of faces written."""
+        return export_store(self.store, Path(path), force=force)
 
     def import_(self, path: str | Path) -> tuple[int, int]:
-        """Add the people of an export file; returns (faces added, faces skipped)."""
+        """Add the people of an export file, all in one transaction after the whole file
+        was checked (a bad line imports nothing); returns (faces added, faces skipped)."""
         return import_store(self.store, Path(path))
 
     def close(self) -> None:

@@ -18,7 +18,10 @@ the user may, and otherwise names the statement an administrator must run.
 **Transactions and concurrency.** Every write is one transaction that first locks the ``meta``
 row (``SELECT ... FOR UPDATE``) and bumps ``generation`` in it (:meth:`PgConnection._write`),
 so concurrent writers from any number of processes are serialised, nothing is lost, and a
-crash leaves the gallery as it was before the call or after it.
+crash leaves the gallery as it was before the call or after it. :meth:`PgConnection.transaction`
+pins the connection so that several calls share one transaction (nested writes are savepoints).
+A removed person's rows are deleted in one transaction; what the server keeps of them on disk
+until ``VACUUM`` is the administrator's (README).
 
 **Connection failures.** One connection per store, opened on demand with a connect timeout of
 :data:`CONNECT_TIMEOUT_S`. A failure to connect, or a server that goes away mid-operation, raises
@@ -110,6 +113,7 @@ class PgConnection:
         self._conn: psycopg.Connection[Any] | None = None
         self._last_used = 0.0
         self._lock = threading.RLock()  # one connection: one transaction at a time across threads
+        self._pinned: psycopg.Connection[Any] | None = None  # inside transaction()
         self._run("open the gallery", lambda conn: None)  # connects and creates the schema
 
     # ----------------------------------------------------------------- connection handling
@@ -178,7 +182,11 @@ class PgConnection:
             )
 
     def _live(self) -> psycopg.Connection[Any]:
-        """The open connection, (re)connecting when it is missing, closed or found dead."""
+        """The open connection, (re)connecting when it is missing, closed or found dead;
+        inside :meth:`transaction`, its connection whatever its state (a new connection
+        would be outside the transaction)."""
+        if self._pinned is not None:
+            return self._pinned
         conn = self._conn
         if conn is not None and not conn.closed and time.monotonic() - self._last_used > PING_AFTER_S:
             try:
@@ -212,6 +220,35 @@ class PgConnection:
             ) from None
         finally:
             self._last_used = time.monotonic()
+
+    @contextmanager
+    def transaction(self, readonly: bool = False) -> Iterator[None]:
+        """Every store call inside the block runs in one transaction on one connection (see
+        :meth:`~.records.Store.transaction`): a write one holds the ``meta`` row lock from
+        the start; ``readonly`` is REPEATABLE READ READ ONLY (one snapshot, no lock). A
+        nested call joins the open transaction."""
+        with self._lock:
+            if self._pinned is not None:
+                yield
+                return
+            conn = self._run("start a transaction", lambda c: c)
+            self._pinned = conn
+            try:
+                with conn.transaction():
+                    if readonly:
+                        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    else:
+                        conn.execute("SELECT 1 FROM faceprint.meta WHERE id = 1 FOR UPDATE")
+                    yield
+            except self._psycopg.Error as exc:
+                if conn.closed or conn.broken:
+                    self._conn = None
+                raise GalleryError(
+                    f"PostgreSQL gallery at {self.location}: the transaction failed and was rolled back: "
+                    f"{self._scrub(_first_line(exc))}"
+                ) from None
+            finally:
+                self._pinned = None
 
     @contextmanager
     def _write(self, conn: psycopg.Connection[Any]) -> Iterator[tuple[str | None, int | None]]:

@@ -18,6 +18,7 @@ dimension, finite float32 vectors per enrolment) and :func:`now_iso` (``added_at
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -147,6 +148,13 @@ class Store(Protocol):
     def get_setting(self, key: str) -> str | None: ...
 
     def set_setting(self, key: str, value: str | None) -> None: ...
+
+    def transaction(self, readonly: bool = False) -> AbstractContextManager[None]:
+        """Every call on this store inside the ``with`` block is one transaction: its writes
+        commit all together or not at all (an exception rolls them all back), and other
+        readers see none of them until then. ``readonly``: the reads see one snapshot
+        (e.g. a whole export), and writes are refused. A nested call joins the open one."""
+        ...
 
     def close(self) -> None: ...
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import GalleryError, IncompatibleEmbeddingError
 from ..types import Box
+from .ann_cache import drop_if_holds
 from .records import FaceRecord, Person, Snapshot, check_vectors, now_iso
 from .sqlite_file import APPLICATION_ID, SCHEMA_VERSION, SqliteFile
 
@@ -198,14 +199,21 @@ class SqliteStore(SqliteFile):
         return added, skipped
 
     def remove_person(self, name: str) -> int:
+        """Delete ``name`` and their faces, then erase them from every file: the rows are
+        zeroed (``secure_delete``), the WAL checkpointed and truncated
+        (:meth:`~.sqlite_file.SqliteFile._erase_wal`), and the ANN cache at
+        :attr:`index_path` dropped when it holds any of their faces (rebuilt on the next
+        search; see :func:`~.ann_cache.drop_if_holds`)."""
         with self._write(f"remove {name!r}") as conn:
             row = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise GalleryError(f"gallery {self.location}: cannot remove {name!r}: no such person")
-            n = int(conn.execute("SELECT count(*) FROM faces WHERE person_id = ?", (row[0],)).fetchone()[0])
+            ids = {r[0] for r in conn.execute("SELECT face_id FROM faces WHERE person_id = ?", (row[0],))}
             conn.execute("DELETE FROM faces WHERE person_id = ?", (row[0],))
             conn.execute("DELETE FROM people WHERE id = ?", (row[0],))
-        return n
+        self._erase_wal()
+        drop_if_holds(self.index_path, ids)
+        return len(ids)
 
     def rename_person(self, old: str, new: str) -> None:
         with self._write(f"rename {old!r}") as conn:

@@ -25,18 +25,34 @@ Why it is safe with data a user cannot lose:
 * a file that is not SQLite, a foreign SQLite schema or a newer schema version raises
   :class:`~faceprint.errors.GalleryError` and is never modified, let alone recreated;
 * a file that does not exist yet is created by the first write only, so reading a
-  gallery that was never written (or sits in a read-only place) creates nothing.
+  gallery that was never written (or sits in a read-only place) creates nothing;
+* :meth:`SqliteFile.transaction` groups several writes (an import, a threshold with its
+  calibration) into one transaction, or several reads (an export) into one snapshot.
+
+Why it keeps biometric data private:
+
+* a new gallery file is created 0600 (and a directory created for it 0700) whatever the
+  umask, *before* SQLite opens it: SQLite gives ``-wal`` and ``-shm`` the main file's mode;
+* ``secure_delete`` is on for every connection (some SQLite builds default to off), so
+  deleted rows are overwritten with zeros, not left in free pages;
+* :meth:`SqliteFile._erase_wal` checkpoints and truncates the WAL after a removal, so the
+  removed rows' older copies in the WAL are gone too.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from ..errors import GalleryError
+from ..files import PRIVATE_FILE_MODE, make_private_dir
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 #: ``PRAGMA application_id`` of a faceprint gallery: "FPRG" in ASCII.
@@ -82,6 +98,8 @@ class SqliteFile:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._readonly = False
+        self._tx: str | None = None  # "write" or "read" inside transaction()
+        self._erase_pending = False
         if self.path.is_dir():
             raise GalleryError(f"gallery {self.path}: expected an SQLite file, found a directory")
         if self.path.exists():
@@ -111,6 +129,7 @@ class SqliteFile:
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA secure_delete = ON")  # deleted rows are zeroed, not left in free pages
         return conn
 
     def _open(self) -> None:
@@ -120,10 +139,7 @@ class SqliteFile:
         if existed:
             self._check_header()
         else:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise GalleryError(f"gallery {self.path}: cannot create its directory ({exc})") from None
+            self._create_private()
         readonly = False
         conn: sqlite3.Connection | None = None
         try:
@@ -167,6 +183,24 @@ class SqliteFile:
                 if "readonly" not in str(exc) and "read-only" not in str(exc):
                     raise self._error("initialise", exc) from None
                 self._readonly = True
+
+    def _create_private(self) -> None:
+        """Create the empty gallery file 0600 (its missing directories 0700) whatever the
+        umask; SQLite then gives ``-wal`` and ``-shm`` the same mode."""
+        try:
+            make_private_dir(self.path.parent)
+        except OSError as exc:
+            raise GalleryError(f"gallery {self.path}: cannot create its directory ({exc})") from None
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        except FileExistsError:  # another process created it meanwhile: SQLite takes it from here
+            return
+        except OSError as exc:
+            raise GalleryError(f"gallery {self.path}: cannot create it ({exc.strerror or exc})") from None
+        try:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+        finally:
+            os.close(fd)
 
     def _open_readonly(self) -> tuple[sqlite3.Connection, set[str], int]:
         last: sqlite3.Error | None = None
@@ -229,9 +263,34 @@ class SqliteFile:
 
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction that also bumps ``generation``."""
+    def transaction(self, readonly: bool = False) -> Iterator[None]:
+        """Make every store call inside this block one transaction (see
+        :meth:`~.records.Store.transaction`): writes all or nothing, with one generation
+        bump; ``readonly``: reads from one snapshot, writes refused. A nested call joins
+        the open transaction."""
         with self._lock:
+            if self._tx is not None:
+                yield
+                return
+            block: AbstractContextManager[object] = self._read() if readonly else self._write("write")
+            with block:
+                self._tx = "read" if readonly else "write"
+                try:
+                    yield
+                finally:
+                    self._tx = None
+            if self._erase_pending:
+                self._erase_wal()
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction that also bumps ``generation``; inside
+        :meth:`transaction`, a savepoint of it instead."""
+        with self._lock:
+            if self._tx is not None:
+                with self._savepoint(action) as inner:
+                    yield inner
+                return
             if self._conn is None:
                 self._open()
             conn = self._conn
@@ -256,9 +315,55 @@ class SqliteFile:
                 raise
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection | None]:
-        """A consistent read transaction; ``None`` while the file does not exist."""
+    def _savepoint(self, action: str) -> Iterator[sqlite3.Connection]:
+        """A write inside :meth:`transaction`: undone alone when it fails."""
+        conn = self._conn
+        if self._tx != "write" or conn is None:
+            raise GalleryError(f"gallery {self.path}: cannot {action} inside a read-only transaction")
+        conn.execute("SAVEPOINT nested")
+        try:
+            yield conn
+            conn.execute("RELEASE nested")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO nested")
+                conn.execute("RELEASE nested")
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(action, exc) from None
+            raise
+
+    def _erase_wal(self) -> None:
+        """Checkpoint the WAL into the file and truncate it to zero bytes, so rows just
+        deleted (zeroed by ``secure_delete``) leave no older copy in the WAL. Waits up to
+        ``busy_timeout`` for other processes' readers; if they still hold it, says so."""
         with self._lock:
+            if self._tx is not None:  # inside transaction(): once it has committed
+                self._erase_pending = True
+                return
+            self._erase_pending = False
+            if self._conn is None:
+                return
+            try:
+                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                busy, reason = 1, str(exc)
+            else:
+                reason = "another process is reading it"
+            if busy:
+                log.warning(
+                    "gallery %s: could not truncate its WAL (%s): removed faces stay in %s-wal until "
+                    "the next removal or until every process has closed the gallery",
+                    self.path, reason, self.path.name,
+                )  # fmt: skip
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection | None]:
+        """A consistent read transaction; ``None`` while the file does not exist. Inside
+        :meth:`transaction`, that transaction."""
+        with self._lock:
+            if self._tx is not None:
+                yield self._conn
+                return
             if self._conn is None and self.path.exists():
                 self._open()
             conn = self._conn
