@@ -220,7 +220,8 @@ def user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pa
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.delenv("FACEPRINT_HOME", raising=False)
     monkeypatch.delenv("FACEPRINT_GALLERY", raising=False)
-    return home / ".cache" / "faceprint" / "gallery.sqlite", tmp_path / "data" / "faceprint" / "gallery.sqlite"
+    new = tmp_path / "data" / "faceprint" / "gallery.sqlite"
+    return home / ".cache" / "faceprint" / "gallery.sqlite", new
 
 
 def test_default_gallery_is_in_the_user_data_directory(user_dirs: tuple[Path, Path]) -> None:
