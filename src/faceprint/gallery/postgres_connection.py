@@ -240,6 +240,8 @@ class PgConnection:
                     else:
                         conn.execute("SELECT 1 FROM faceprint.meta WHERE id = 1 FOR UPDATE")
                     yield
+                    if not readonly:
+                        conn.execute("UPDATE faceprint.meta SET generation = generation + 1 WHERE id = 1")
             except self._psycopg.Error as exc:
                 if conn.closed or conn.broken:
                     self._conn = None
@@ -252,11 +254,13 @@ class PgConnection:
 
     @contextmanager
     def _write(self, conn: psycopg.Connection[Any]) -> Iterator[tuple[str | None, int | None]]:
-        """A write transaction holding the meta row lock; bumps ``generation`` on success."""
+        """A write transaction holding the meta row lock; bumps ``generation`` on success.
+        Inside :meth:`transaction`, a savepoint of it (the outer one bumps ``generation``)."""
         with conn.transaction():
             row = conn.execute("SELECT model, dim FROM faceprint.meta WHERE id = 1 FOR UPDATE").fetchone()
             yield (row[0], row[1]) if row else (None, None)
-            conn.execute("UPDATE faceprint.meta SET generation = generation + 1 WHERE id = 1")
+            if self._pinned is None:
+                conn.execute("UPDATE faceprint.meta SET generation = generation + 1 WHERE id = 1")
 
     def _writing(self, what: str, body: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``body`` inside one locked write transaction (see :meth:`_write`)."""
