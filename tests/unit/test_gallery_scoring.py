@@ -191,7 +191,7 @@ def test_table_and_tail_on_a_known_distribution(tmp_impostors: Path) -> None:
 
 def test_malformed_files_are_gallery_errors(tmp_impostors: Path) -> None:
     (tmp_impostors / "bad@1.json").write_text("{not json")
-    with pytest.raises(GalleryError, match="bad@1.json is corrupt"):
+    with pytest.raises(GalleryError, match=r"bad@1\.json is corrupt"):
         scoring.shipped_distribution("bad@1")  # corrupt is an error, not "none shipped"
     (tmp_impostors / "future@1.json").write_text(json.dumps({**_gaussian_table(), "format": 99}))
     with pytest.raises(GalleryError, match="is corrupt: expected format 1, found 99"):
