@@ -51,7 +51,7 @@ def test_an_old_gallery_is_migrated_and_keeps_working(
     assert {f.model for f in store.person("obama")[1]} == {STOCK}
     g = Gallery(store, recognizer)
     assert g.identify([KNN / "test" / "obama1.jpg"])[0][0].label == "obama"
-    assert g.enroll("kit", [KNN / "train" / "kit_harington" / "kit.jpg"]).ok
+    assert g.enroll("kit", [KNN / "train" / "kit_harington" / "john1.jpeg"]).ok
     assert json.loads(store.get_setting("calibration") or "{}")["model"] == STOCK
 
 
