@@ -245,3 +245,15 @@ def test_sqlite_searches_exactly_through_the_store(tmp_path: Path) -> None:
     np.testing.assert_allclose(c["ann"], mean / np.linalg.norm(mean), atol=1e-6)
     s.add_faces("cat", records("cat", 1, STOCK))  # a write moves the generation: searched again
     assert len(s.search_faces(q, 10)[0]) == 6
+
+
+def test_calibrate_help_tells_the_two_rates_apart() -> None:
+    from typer.testing import CliRunner
+
+    from faceprint.cli.main import app
+
+    res = CliRunner().invoke(app, ["calibrate", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0
+    assert "the 1:1 false-accept rate (--far) is the fraction of different-person pairs" in text
+    assert "The 1:N stranger false-alarm rate is the chance that identify names someone" in text
