@@ -21,7 +21,10 @@ Images without a face: an enrolment image without one leaves its person unenroll
 known probes then count as misses); a probe without one is a miss, or a rejected stranger.
 
     python bench/identification.py [--workers 2] [--cache /tmp/faceprint_ident.npz]
-    python bench/identification.py --fit-impostors     # rewrites gallery/impostors/*.json
+    python bench/identification.py --fit-impostors [--flip]
+        # writes gallery/impostors/<model id>.json, e.g. dlib@resnet_v1+55533b28(+flip).json;
+        # dlib and dlib-onnx share that id (same weights), so one file serves both. The fit
+        # embeds only the pairsDevTrain people's images (pairsDevTest people stay held out).
 
 Writes bench/results/identification.json and prints a markdown table.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -44,19 +48,17 @@ from faceprint.evaluation import metrics
 from faceprint.evaluation.pairs import central_face, read_pairs
 from faceprint.gallery import scoring
 
-MODEL = "dlib-onnx@resnet_v1"
-ALIASES = ("dlib-onnx@resnet_v1", "dlib@resnet_v1")  # the same vectors
 _W: dict[str, Any] = {}
 
 
 # -- embedding (once per image, cached) ---------------------------------------------------
-def _init(models_dir: str, with_fr: bool) -> None:
+def _init(models_dir: str, with_fr: bool, flip: bool = False) -> None:
     import os
 
     os.environ["FACEPRINT_MODELS"] = models_dir
     import faceprint
 
-    _W["rec"] = faceprint.Recognizer(detector="yunet", embedder="dlib-onnx", threads=1)
+    _W["rec"] = faceprint.Recognizer(detector="yunet", embedder="dlib-onnx", threads=1, flip=flip)
     _W["fr"] = None
     if with_fr:
         import face_recognition
@@ -87,7 +89,7 @@ def list_images(root: Path) -> dict[str, list[Path]]:
 
 
 def embed_images(
-    paths: list[Path], models_dir: Path, workers: int, with_fr: bool, cache: Path | None
+    paths: list[Path], models_dir: Path, workers: int, with_fr: bool, cache: Path | None, flip: bool = False
 ) -> dict[str, dict[Path, np.ndarray | None]]:
     """{"ours": {path: vector or None}, "fr": {...}}, from ``cache`` when it holds them all."""
     if cache is not None and cache.is_file():
@@ -103,7 +105,7 @@ def embed_images(
             return out
     t0 = time.perf_counter()
     rows: list[tuple[np.ndarray | None, np.ndarray | None]] = []
-    with mp.get_context("spawn").Pool(workers, _init, (str(models_dir), with_fr)) as pool:
+    with mp.get_context("spawn").Pool(workers, _init, (str(models_dir), with_fr, flip)) as pool:
         for i, r in enumerate(pool.imap(_work, [str(p) for p in paths], chunksize=8)):
             rows.append(r)
             if i % 250 == 0:
@@ -234,23 +236,18 @@ def summarise(s: Scored) -> dict[str, Any]:
 
 
 # -- the impostor distribution (--fit-impostors) ------------------------------------------
-def gpd_pwm(excess: np.ndarray) -> tuple[float, float]:
-    """(xi, sigma) of a generalized Pareto fit to positive excesses by probability-weighted
-    moments (Hosking & Wallis 1987), robust for the bounded (xi < 0) tails of cosine scores."""
-    y = np.sort(excess)
-    n = len(y)
-    a0 = float(y.mean())
-    a1 = float(np.mean((1.0 - (np.arange(1, n + 1) - 0.35) / n) * y))
-    k = a0 / (a0 - 2 * a1) - 2.0
-    sigma = 2 * a0 * a1 / (a0 - 2 * a1)
-    return -k, sigma
+def train_people(root: Path) -> list[str]:
+    """The people of pairsDevTrain: the only ones an impostor fit may see."""
+    return sorted({n for p in read_pairs(root / "pairsDevTrain.txt").pairs for n in (p.name_a, p.name_b)})
 
 
-def fit_impostors(root: Path, vec: dict[Path, np.ndarray | None], seed: int = 0) -> dict[str, Any]:
+def fit_impostors(
+    root: Path, vec: dict[Path, np.ndarray | None], model: str, flip: bool = False, seed: int = 0
+) -> dict[str, Any]:
     """The impostor distribution of every cross-person pair of pairsDevTrain people's
     images, as an upper-quantile table plus a GPD tail, and checks of the tail fit and of
     the independence assumption behind 1 - F(t)^K."""
-    names = sorted({n for p in read_pairs(root / "pairsDevTrain.txt").pairs for n in (p.name_a, p.name_b)})
+    names = train_people(root)
     imgs = [(n, p) for n in names for p in sorted((root / n).glob("*.jpg")) if vec.get(p) is not None]
     pos = {n: i for i, n in enumerate(names)}
     who = np.array([pos[n] for n, _ in imgs])
@@ -261,32 +258,17 @@ def fit_impostors(root: Path, vec: dict[Path, np.ndarray | None], seed: int = 0)
     del iu, ju
     S.sort()
     n = len(S)
-    p_grid = np.geomspace(0.5, 10.0 / n, 240)
-    q = S[np.minimum((n * (1 - p_grid)).astype(np.int64), n - 1)].astype(np.float64)
-    q = np.maximum.accumulate(q)
-    p_u = 1e-3
-    u = float(S[int(n * (1 - p_u))])
-    xi, sigma = gpd_pwm(S[u < S].astype(np.float64) - u)
-    data: dict[str, Any] = {
-        "format": scoring.IMPOSTOR_FORMAT_VERSION,
-        "source": "LFW dev, pairsDevTrain people only; every cross-person pair of their images; "
-        "yunet detector, face nearest the image centre, dlib-onnx@resnet_v1 (= dlib@resnet_v1)",
-        "people": len(names),
-        "images": len(imgs),
-        "pairs": n,
-        "mean": float(S.mean()),
-        "std": float(S.std()),
-        "exceedance": [float(x) for x in p_grid],
-        "score": [round(float(x), 6) for x in q],
-        "tail_fit": {
-            "kind": "generalized Pareto (PWM) above u",
-            "u": u,
-            "p_u": p_u,
-            "xi": xi,
-            "sigma": sigma,
-        },
-    }
-    dist = scoring.ImpostorDistribution({**data, "model": MODEL})
+    how = " with flip TTA" if flip else ""
+    source = (
+        "LFW dev, pairsDevTrain people only; every cross-person pair of their images; "
+        f"yunet detector, face nearest the image centre, dlib-onnx embedder{how} "
+        "(= dlib: same weights, same id); python bench/identification.py --fit-impostors"
+        + (" --flip" if flip else "")
+    )
+    data = {**scoring.fit_distribution(S, model, source), "people": len(names), "images": len(imgs)}
+    tail = data["tail_fit"]
+    u, p_u, xi, sigma = tail["u"], tail["p_u"], tail["xi"], tail["sigma"]
+    dist = scoring.ImpostorDistribution(data)
     # the fit's form, checked where the data still resolves the tail (10x to 1000x beyond u)
     data["tail_check"] = [
         {
@@ -322,7 +304,7 @@ def fit_impostors(root: Path, vec: dict[Path, np.ndarray | None], seed: int = 0)
 
 # -- the benchmark ------------------------------------------------------------------------
 def run_benchmark(
-    root: Path, images: dict[str, list[Path]], vecs: dict[str, dict[Path, Any]]
+    root: Path, images: dict[str, list[Path]], vecs: dict[str, dict[Path, Any]], model: str
 ) -> dict[str, Any]:
     """Every figure of the table, as a JSON-ready dict (the future CLI command's core)."""
     ours = vecs["ours"]
@@ -344,7 +326,7 @@ def run_benchmark(
     train = {n for p in read_pairs(root / "pairsDevTrain.txt").pairs for n in (p.name_a, p.name_b)}
     in_fit = np.array([p.parent.name in train for p in one.unknown])
     for far in (0.01, 0.1):
-        t = scoring.open_set_threshold(MODEL, k, far)
+        t = scoring.open_set_threshold(model, k, far)
         r[f"default_point_far_{far:g}"] = {
             **at_threshold(base, t),
             "target_far": far,
@@ -436,27 +418,35 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=shared_dir() / "data" / "lfw-dev")
     ap.add_argument("--models-dir", type=Path, default=shared_dir() / "models")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/faceprint_identification.npz"))
+    ap.add_argument("--cache", type=Path, help="vectors (default /tmp/faceprint_identification[_flip].npz)")
     ap.add_argument("--no-face-recognition", action="store_true", help="skip the face_recognition peer")
     ap.add_argument("--fit-impostors", action="store_true", help="refit and rewrite gallery/impostors/*.json")
+    ap.add_argument("--flip", action="store_true", help="flip test-time augmentation (its own distribution)")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "identification.json")
     a = ap.parse_args()
+    cache = a.cache or Path(f"/tmp/faceprint_identification{'_flip' if a.flip else ''}.npz")
+    os.environ["FACEPRINT_MODELS"] = str(a.models_dir)
+    from faceprint.evaluation.embedset import PipelineSpec, pipeline_model_id
+
+    model = pipeline_model_id(PipelineSpec("yunet", "dlib-onnx", a.flip))  # = dlib's: same weights
     images = list_images(a.root)
+    if a.fit_impostors:  # the fit sees pairsDevTrain people only; the others stay held out
+        images = {n: images[n] for n in train_people(a.root)}
     paths = [p for ps in images.values() for p in ps]
+    with_fr = not (a.no_face_recognition or a.fit_impostors)
     t0 = time.perf_counter()
-    vecs = embed_images(paths, a.models_dir, a.workers, not a.no_face_recognition, a.cache)
+    vecs = embed_images(paths, a.models_dir, a.workers, with_fr, cache, a.flip)
     wall = time.perf_counter() - t0
     if a.fit_impostors:
-        data = fit_impostors(a.root, vecs["ours"])
-        for model in ALIASES:
-            write_json(scoring.IMPOSTOR_DIR / f"{model}.json", {**data, "model": model})
-        scoring.impostor_distribution.cache_clear()
+        data = fit_impostors(a.root, vecs["ours"], model, a.flip)
+        write_json(scoring.IMPOSTOR_DIR / f"{model}.json", {**data, "model": model})
+        scoring.shipped_distribution.cache_clear()
         for c in data["independence_check"]:
             print(c)
         for c in data["tail_check"]:
             print(c)
         return
-    res = run_benchmark(a.root, images, vecs)
+    res = run_benchmark(a.root, images, vecs, model)
     res.update({"images": len(paths), "embedding_seconds": round(wall, 1), "machine": machine()})
     write_json(a.json, res)
     print_table(res)

@@ -16,6 +16,7 @@ A missing file raises :class:`ModelUnavailableError` naming the command to run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -192,6 +193,20 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
+def weights_sha256(path: Path) -> str:
+    """Hex sha256 of a weights file, computed once per process for a given file (keyed by
+    its resolved path, size and modification time, so a replaced file is hashed again).
+    The embedders' model ids are made from it (:func:`faceprint.embedding.model_id`)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _sha256_of(str(p), st.st_size, st.st_mtime_ns)
 
 
 def package_dir(package: str) -> Path | None:

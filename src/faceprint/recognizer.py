@@ -108,6 +108,13 @@ class Recognizer:
     def embedder_name(self) -> str:
         return self.embedder.name + ("+flip" if self.flip else "")
 
+    @property
+    def model_id(self) -> str:
+        """The id of this pipeline's vectors, ``network@version+<sha8>`` (``+flip`` with
+        flip TTA; :func:`faceprint.embedding.model_id`): what ``Face.embedding_model``
+        carries and galleries bind to."""
+        return model_id(self.embedder, self.flip)
+
     # -- detection -------------------------------------------------------------------
     def detect(self, image: ImageInput) -> list[Face]:
         """Faces in one image (path, bytes or RGB array), highest score first."""
@@ -142,7 +149,7 @@ class Recognizer:
             img = load_image(image)
             crops.extend(align_face(img, f, self.embedder.templates) for f in fs)
         vecs = self.embed_crops(crops)
-        mid = model_id(self.embedder)
+        mid = self.model_id
         out: list[list[Face]] = []
         k = 0
         for fs in faces:

@@ -87,8 +87,9 @@ class Box:
 class Face:
     """One detected face: box, detector score, landmarks and, once embedded, its vector.
 
-    ``embedding_model`` names the model (``name@version``) that made ``embedding``, so a
-    gallery can refuse vectors from another model.
+    ``embedding_model`` is the id of the model that made ``embedding``
+    (``network@version+<first 8 hex of the weights' sha256>``, ``+flip`` with flip TTA;
+    :func:`faceprint.embedding.model_id`), so a gallery can refuse vectors of other weights.
     """
 
     box: Box

@@ -33,7 +33,7 @@ psycopg = pytest.importorskip(
 )
 from faceprint.gallery.postgres import CONNECT_TIMEOUT_S, PING_AFTER_S, PostgresStore  # noqa: E402
 
-MODEL = "dlib-onnx@resnet_v1"
+MODEL = "dlib@resnet_v1+55533b28"  # the current id of the stock weights
 REPO = Path(__file__).resolve().parents[2]
 
 

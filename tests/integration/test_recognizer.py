@@ -61,7 +61,7 @@ def test_embeddings_are_unit_vectors_and_batches_agree(rec: Recognizer, knn: Pat
         for a, b in zip(fs, single, strict=True):
             assert a.embedding is not None and b.embedding is not None
             assert abs(np.linalg.norm(a.embedding) - 1) < 1e-5
-            assert a.embedding_model == "dlib-onnx@resnet_v1"
+            assert a.embedding_model == "dlib@resnet_v1+55533b28"  # the stock weights' id
             assert np.allclose(a.embedding, b.embedding, atol=1e-5)
 
 

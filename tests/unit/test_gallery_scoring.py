@@ -24,16 +24,18 @@ from faceprint.gallery.scoring import (
     person_scores,
 )
 
-MODELS = ("dlib-onnx@resnet_v1", "dlib@resnet_v1")
+#: The shipped model ids: dlib's published weights (shared by the dlib and dlib-onnx
+#: embedders), without and with flip TTA.
+MODELS = ("dlib@resnet_v1+55533b28", "dlib@resnet_v1+55533b28+flip")
 
 
 @pytest.fixture
 def tmp_impostors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private impostors directory (for files the tests write themselves)."""
     monkeypatch.setattr(scoring, "IMPOSTOR_DIR", tmp_path)
-    scoring.impostor_distribution.cache_clear()
+    scoring.shipped_distribution.cache_clear()
     yield tmp_path
-    scoring.impostor_distribution.cache_clear()
+    scoring.shipped_distribution.cache_clear()
 
 
 def _gaussian_table(mu: float = 0.0, sd: float = 0.1) -> dict[str, object]:
@@ -121,9 +123,18 @@ def test_shipped_distribution_loads_and_is_monotone(model: str) -> None:
     assert -1.0 < d.score[0] < d.score[-1] <= 1.0
 
 
-def test_dlib_and_dlib_onnx_share_one_distribution() -> None:
-    a, b = (impostor_distribution(m) for m in MODELS)
-    np.testing.assert_array_equal(a.score, b.score)
+def test_flip_has_its_own_distribution_fitted_on_train_people_only() -> None:
+    plain, flip = (impostor_distribution(m) for m in MODELS)
+    assert "pairsDevTrain people only" in flip.raw["source"] and "--flip" in flip.raw["source"]
+    assert flip.raw["people"] == plain.raw["people"] and flip.raw["pairs"] == plain.raw["pairs"]
+    assert not np.array_equal(plain.score, flip.score)  # flip TTA moves impostor scores
+    assert open_set_threshold(MODELS[1], 1000) != open_set_threshold(MODELS[0], 1000)
+
+
+def test_only_the_shipped_weights_have_a_distribution() -> None:
+    assert scoring.shipped_models() == sorted(MODELS)
+    assert scoring.shipped_distribution("dlib@resnet_v1+deadbeef") is None  # fine-tuned weights
+    assert scoring.shipped_distribution("dlib-onnx@resnet_v1") is None  # an id of older releases
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -152,7 +163,7 @@ def test_expected_far_inverts_the_threshold() -> None:
 
 
 def test_unknown_model_is_a_gallery_error() -> None:
-    with pytest.raises(GalleryError, match="no impostor score distribution shipped for model"):
+    with pytest.raises(GalleryError, match="no impostor score distribution is shipped for model"):
         open_set_threshold("arcface@r100", 10)
     with pytest.raises(GalleryError):
         open_set_threshold("../../etc/passwd", 10)
@@ -180,11 +191,14 @@ def test_table_and_tail_on_a_known_distribution(tmp_impostors: Path) -> None:
 
 def test_malformed_files_are_gallery_errors(tmp_impostors: Path) -> None:
     (tmp_impostors / "bad@1.json").write_text("{not json")
-    with pytest.raises(GalleryError, match="cannot read impostor distribution"):
-        impostor_distribution("bad@1")
+    with pytest.raises(GalleryError, match=r"bad@1\.json is corrupt"):
+        scoring.shipped_distribution("bad@1")  # corrupt is an error, not "none shipped"
     (tmp_impostors / "future@1.json").write_text(json.dumps({**_gaussian_table(), "format": 99}))
-    with pytest.raises(GalleryError, match="expected impostor file format 1, found 99"):
+    with pytest.raises(GalleryError, match="is corrupt: expected format 1, found 99"):
         impostor_distribution("future@1")
+    (tmp_impostors / "other@1.json").write_text(json.dumps(_gaussian_table()))  # fitted for toy@1
+    with pytest.raises(GalleryError, match="fitted for 'toy@1', not 'other@1'"):
+        scoring.shipped_distribution("other@1")
     rev = _gaussian_table()
     rev["score"] = list(reversed(rev["score"]))  # type: ignore[call-overload]
     with pytest.raises(GalleryError, match="non-decreasing"):

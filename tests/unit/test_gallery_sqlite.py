@@ -169,12 +169,12 @@ def test_person_ranking_reaches_past_people_with_many_faces(tmp_path: Path) -> N
     far = np.zeros(8, np.float32)
     far[1] = 1.0
     s = SqliteStore(tmp_path / "g.sqlite")
-    s.add_faces("many", [FaceRecord(uuid.uuid4().hex, "many", v, "dlib-onnx@resnet_v1") for v in near])
-    s.add_faces("one", [FaceRecord(uuid.uuid4().hex, "one", far, "dlib-onnx@resnet_v1")])
+    s.add_faces("many", [FaceRecord(uuid.uuid4().hex, "many", v, "dlib@resnet_v1+55533b28") for v in near])
+    s.add_faces("one", [FaceRecord(uuid.uuid4().hex, "one", far, "dlib@resnet_v1+55533b28")])
     g = Gallery(s)  # no recognizer is needed to rank stored vectors
     (matches,) = g.rank(q[None, :], top_k=2)
     assert [m.identity for m in matches] == ["many", "one"]
     assert matches[1].similarity == pytest.approx(0.0, abs=1e-6)
     op = g.operating_point()
-    assert op.people == 2 and op.model == "dlib-onnx@resnet_v1" and -1 < op.threshold < 1
+    assert op.people == 2 and op.model == "dlib@resnet_v1+55533b28" and -1 < op.threshold < 1
     assert g._recognizer is None  # the fallback threshold needed no model

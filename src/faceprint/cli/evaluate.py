@@ -215,12 +215,22 @@ def identification(
 
 
 def calibrate(
-    far: Annotated[float, typer.Option(help="target false-accept rate, e.g. 1e-3")],
+    far: Annotated[
+        float,
+        typer.Option(
+            help="target 1:1 false-accept rate, e.g. 1e-3: the fraction of different-person pairs "
+            "whose similarity passes the threshold (verify)"
+        ),
+    ],
     dir: Annotated[Path | None, typer.Option("--dir", help="labelled faces: DIR/<person>/<image>")] = None,
     pairs: Annotated[Path | None, typer.Option(help="an LFW-format pairs file (with --root)")] = None,
     root: Annotated[Path | None, typer.Option(help="folder the pairs file's images are under")] = None,
     gallery: Annotated[
-        str | None, typer.Option(help="store the threshold with this gallery (path or postgresql://...)")
+        str | None,
+        typer.Option(
+            help="calibrate this gallery (path or postgresql://...): store your impostor scores, from "
+            "which identify derives its threshold for the gallery's size"
+        ),
     ] = None,
     seed: SeedOpt = 0,
     face: FaceOpt = "largest",
@@ -230,10 +240,19 @@ def calibrate(
     workers: WorkersOpt = None,
     json_out: JsonOut = None,
 ) -> None:
-    """Choose the threshold that reaches a target false-accept rate on your data.
+    """Choose the threshold that reaches a target 1:1 false-accept rate on your data.
 
-    Prints the TAR that goes with it; with --gallery, stores it there (identify uses it
-    from then on)."""
+    Two different rates: the 1:1 false-accept rate (--far) is the fraction of
+    different-person pairs whose similarity passes a threshold, what verify risks on one
+    comparison. The 1:N stranger false-alarm rate is the chance that identify names
+    someone who is not enrolled; a stranger meets every enrolled person, so the threshold
+    holding it grows with the number of people. It is the gallery's own setting
+    (faceprint gallery threshold --far, default 1%).
+
+    Prints the 1:1 threshold and the TAR that goes with it. With --gallery, stores the
+    distribution of your different-person scores with the gallery: identify then derives
+    its threshold from your data for the gallery's number of people at its stranger
+    false-alarm rate (not the 1:1 threshold, which would name far more strangers)."""
     from ..evaluation.calibration import calibrate as run_calibration
 
     if gallery is not None:
@@ -255,14 +274,16 @@ def calibrate(
     with common.progress_bar("embedding", None) as adv:
         rec = run_calibration(
             _spec(detector, embedder, flip), far, dir=dir, pairs=pairs, root=root, seed=seed, workers=workers,
-            progress=adv, on_total=adv.set_total, face=_face(face),
+            progress=adv, on_total=adv.set_total, face=_face(face), fit_impostors=gallery is not None,
         )  # fmt: skip
+    op = None
     if gallery is not None:
         from ..gallery import open_gallery
 
         with open_gallery(gallery) as g:
             g.set_calibration(rec)
             rec["gallery"] = g.store.location
+            op = g.operating_point()
     _write_json(json_out, rec)
     o = common.out
     o.print(
@@ -277,5 +298,9 @@ def calibrate(
             f"  images with no face: {rec['failed_images']} of {rec['images']} "
             "(their pairs count as rejected)"
         )
-    if gallery is not None:
-        o.print(f"  stored with gallery {rec['gallery']}: identify uses it from now on")
+    if op is not None:
+        o.print(
+            f"  stored with gallery {rec['gallery']}: identify now uses threshold {op.threshold:.4f} for "
+            f"{op.people} people at stranger false-alarm rate {op.far:g} (from your "
+            f"{rec['impostor_pairs']} different pairs; it grows as people are enrolled)"
+        )

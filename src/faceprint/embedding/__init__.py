@@ -2,6 +2,16 @@
 
 An :class:`Embedder` declares the alignment templates it accepts (one per landmark
 scheme); the pipeline crops with them, so embedders never see whole images.
+
+**Model ids.** Every vector carries the id of the model that made it, computed here and
+nowhere else (:func:`model_id`): ``network@version+<first 8 hex of the weights'
+sha256>``, plus ``+flip`` when flip test-time augmentation averaged in the mirrored crop
+(e.g. ``dlib@resnet_v1+55533b28``). The id names the *weights*, not the runtime: the
+``dlib`` (dlib-bin) and ``dlib-onnx`` (onnxruntime) embedders run the same network from the
+same ``.dat`` file and give the same vectors (cosine >= 0.9999998 on LFW), so both have
+``network = "dlib"``, hash that ``.dat``, and share one id; their galleries are
+interchangeable. Other weights (a fine-tuned or swapped file) hash differently, so their
+vectors get another id and a gallery refuses them.
 """
 
 from __future__ import annotations
@@ -20,8 +30,10 @@ from ..types import Image
 class Embedder(Protocol):
     """Maps aligned RGB uint8 crops to ``(N, dim)`` float32 L2-normalised vectors."""
 
-    name: str
+    name: str  # registry name: the runtime (``dlib``, ``dlib-onnx``)
+    network: str  # the network whose weights make the vectors; shared by runtimes of one network
     version: str
+    weights_sha256: str  # hex sha256 of the weights file the vectors come from (see model_id)
     dim: int
     templates: dict[str, AlignmentTemplate]
     default_threshold: float
@@ -36,9 +48,17 @@ def l2_normalize(vectors: NDArray[np.floating]) -> NDArray[np.float32]:
     return np.asarray(v / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def model_id(embedder: Embedder) -> str:
-    """``name@version``: what a stored vector records about the model that made it."""
-    return f"{embedder.name}@{embedder.version}"
+#: How many hex digits of the weights' sha256 a model id keeps.
+ID_SHA_CHARS = 8
+
+
+def model_id(embedder: Embedder, flip: bool = False) -> str:
+    """``network@version+<sha8>`` (``+flip`` with flip TTA): the id of ``embedder``'s vectors,
+    stored with every vector and bound to every gallery (see the module doc)."""
+    sha = embedder.weights_sha256.lower()
+    if len(sha) < ID_SHA_CHARS or any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError(f"{embedder.name} embedder: weights_sha256 must be a hex sha256, got {sha!r}")
+    return f"{embedder.network}@{embedder.version}+{sha[:ID_SHA_CHARS]}" + ("+flip" if flip else "")
 
 
 def check_crops(crops: Sequence[Image], size: int, who: str) -> None:

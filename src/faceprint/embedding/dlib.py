@@ -58,6 +58,7 @@ class DlibEmbedder:
     """dlib ResNet v1 on dlib-bin. About 90 ms per face on one core, whatever the batch."""
 
     name = "dlib"
+    network = "dlib"  # shared with dlib-onnx: same weights, same vectors, one model id
     version = "resnet_v1"
     dim = 128
     default_threshold = DEFAULT_THRESHOLD
@@ -66,7 +67,10 @@ class DlibEmbedder:
     def __init__(self, model_path: str | None = None) -> None:
         import dlib
 
-        self._net: Any = dlib.face_recognition_model_v1(str(models.resolve("dlib", path=model_path)))
+        path = models.resolve("dlib", path=model_path)
+        #: the ``.dat`` file's sha256: the weights part of this embedder's model id
+        self.weights_sha256 = models.weights_sha256(path)
+        self._net: Any = dlib.face_recognition_model_v1(str(path))
         self.templates = chip_templates()
         self._lock = threading.Lock()
 

@@ -22,9 +22,18 @@ The ONNX graph (what :func:`to_onnx` writes):
 
 The file's ``metadata_props`` record the source ``.dat``'s sha256 and the converter
 version; a cached file whose record differs from the source, or that cannot be read, is
-rebuilt. Builds write a temporary file in the cache dir and ``os.replace`` it into place
-under an exclusive ``fcntl.flock`` on ``<file>.lock``, so concurrent processes never see
-or leave a half-written model.
+rebuilt.
+
+**Model id.** The vectors' id (:func:`faceprint.embedding.model_id`) hashes the *weights*:
+for a graph this converter built, that is the source ``.dat`` recorded in the loaded
+file (``source_sha256``), so ``dlib-onnx`` and ``dlib`` running one ``.dat`` share an id
+(``dlib@resnet_v1+<sha8>``) and their galleries are interchangeable. A graph that does not
+name its converted source (weights exported from a fine-tuned network, say) is hashed
+itself, so it can never pass for the stock model.
+
+Builds write a temporary file in the cache dir and ``os.replace`` it into place under an
+exclusive ``fcntl.flock`` on ``<file>.lock``, so concurrent processes never see or leave a
+half-written model.
 """
 
 from __future__ import annotations
@@ -292,6 +301,16 @@ def ensure_onnx(
     return build_onnx(dat_path, out_path, force=False)
 
 
+def _weights_sha256(session: Any, path: Path) -> str:
+    """The sha256 behind the model id of the graph ``session`` runs: the ``.dat`` it was
+    converted from, as the loaded file records it; else the ONNX file's own sha256."""
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    source = str(props.get("source_sha256", ""))
+    if props.get("converter_version") and len(source) == 64:
+        return source.lower()
+    return models.weights_sha256(path)
+
+
 class DlibOnnxEmbedder:
     """dlib ResNet v1 (128-D) run by ONNX Runtime; vectors equal :class:`DlibEmbedder`'s.
 
@@ -305,6 +324,7 @@ class DlibOnnxEmbedder:
     """
 
     name = "dlib-onnx"
+    network = "dlib"  # the same network and weights as dlib-bin's: one model id (module doc)
     version = "resnet_v1"
     dim = 128
     default_threshold = DEFAULT_THRESHOLD
@@ -338,6 +358,7 @@ class DlibOnnxEmbedder:
             except Exception as again:
                 raise ModelUnavailableError(f"onnxruntime cannot load {path}: {again}") from again
         self.onnx_path = path
+        self.weights_sha256 = _weights_sha256(self._session, path)
         self.batch_size = batch_size
         self.templates = chip_templates()
 

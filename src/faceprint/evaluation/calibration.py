@@ -1,5 +1,14 @@
 """``faceprint calibrate``: the threshold that reaches a target false-accept rate on the
-user's own faces (or a pairs file), optionally stored with a gallery.
+user's own faces (or a pairs file), and, for a gallery, the user's impostor distribution.
+
+Two rates, two questions:
+
+* the **1:1 false-accept rate** (``--far``) is the fraction of different-person *pairs*
+  whose similarity reaches a threshold: what ``verify`` risks on one comparison;
+* the **1:N stranger false-alarm rate** is the chance that someone who is not enrolled
+  is named by ``identify``: compared with K people, a stranger has K chances, so the
+  threshold that holds it must grow with K (:mod:`faceprint.gallery.scoring`). It is the
+  gallery's own setting (``faceprint gallery threshold --far``, default 1%).
 
 Where the impostor scores come from:
 
@@ -14,11 +23,15 @@ pairs are accepted (:func:`metrics.threshold_at_far`); a target below 1 / #impos
 refused as unreachable rather than guessed. The TAR is the fraction of same-person pairs
 accepted at that threshold. Failures to detect count as rejections (they lower the TAR).
 
-Stored with a gallery (``--gallery``), the threshold replaces the gallery's open-set
-default for every later ``identify`` (``OperatingPoint.source == "calibrated"``), and the
-calibration record (target, TAR, pair counts, data, model, date) is kept beside it. A
-gallery bound to another embedder refuses it (:class:`IncompatibleEmbeddingError`): a
-threshold means nothing for another model's similarities.
+Stored with a gallery (``--gallery``), the calibration is *not* a fixed threshold (a 1:1
+threshold named 39% of 256 unenrolled LFW people in a gallery that named 5 of them before,
+``bench/calibrate_gallery.py``): the record keeps the user's impostor scores, fitted as
+the shipped distributions are (:func:`~faceprint.gallery.scoring.fit_distribution`,
+``impostors``), and ``identify`` derives its open-set threshold from them for the gallery's
+number of people at its stranger false-alarm rate (``OperatingPoint.source ==
+"calibrated"``). That is also how weights with no shipped distribution (fine-tuned) get
+one. A gallery bound to another model refuses it (:class:`IncompatibleEmbeddingError`):
+scores mean nothing for another model's similarities.
 """
 
 from __future__ import annotations
@@ -31,13 +44,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, GalleryError
 from ..recognizer import Recognizer
 from . import metrics
 from .embedset import EmbeddingCache, PipelineSpec, embed_images, pipeline_model_id, pipeline_names
 from .folders import read_labelled_dir
 from .lfw import embed_pairs_files, pairset
 from .pairs import read_pairs
+from .scores import NO_FACE_SCORE
 
 Progress = Callable[[int], None]
 #: Impostor pairs used at most (sampled with the seed beyond): enough to resolve 1e-6.
@@ -108,8 +122,11 @@ def calibrate(
     on_total: Progress | None = None,
     cache: EmbeddingCache | None = None,
     face: str = "largest",
+    fit_impostors: bool = False,
 ) -> dict[str, Any]:
-    """The threshold for ``far`` and its TAR (module doc). Returns a JSON-ready record."""
+    """The threshold for ``far`` and its TAR (module doc). Returns a JSON-ready record;
+    with ``fit_impostors``, its ``impostors`` holds the distribution of the impostor scores
+    (pairs where both images had a face) for a gallery (:meth:`Gallery.set_calibration`)."""
     t0 = time.perf_counter()
     if not 0.0 < far < 1.0:
         raise EvaluationError(f"the target false-accept rate must be in (0, 1), got {far}")
@@ -141,7 +158,7 @@ def calibrate(
         )
     det, emb = pipeline_names(pipeline)
     model = pipeline_model_id(pipeline)
-    return {
+    record: dict[str, Any] = {
         "threshold": float(thr),
         "far_target": far,
         "far": float(np.mean(imp >= thr)),
@@ -155,5 +172,13 @@ def calibrate(
         "embedder": emb,
         "model": model,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - t0, 2),
     }
+    if fit_impostors:
+        from ..gallery.scoring import fit_distribution
+
+        try:
+            record["impostors"] = fit_distribution(imp[imp > NO_FACE_SCORE], model, source)
+        except GalleryError as exc:
+            raise EvaluationError(f"cannot calibrate a gallery on {source}: {exc}") from None
+    record["seconds"] = round(time.perf_counter() - t0, 2)
+    return record

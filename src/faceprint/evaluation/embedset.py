@@ -75,16 +75,17 @@ def pipeline_names(pipeline: PipelineSpec | Recognizer) -> tuple[str, str]:
 
 
 def pipeline_model_id(pipeline: PipelineSpec | Recognizer) -> str:
-    """``name@version(+flip)`` of ``pipeline``'s vectors: the id galleries are bound to."""
-    from ..embedding import model_id
-
+    """The id of ``pipeline``'s vectors (:func:`faceprint.embedding.model_id`): the id
+    galleries are bound to. A spec's embedder is loaded (not its detector), since the id
+    hashes the weights file it actually resolves."""
     if isinstance(pipeline, Recognizer):
-        return model_id(pipeline.embedder) + ("+flip" if pipeline.flip else "")
+        return pipeline.model_id
+    from ..embedding import model_id
     from ..recognizer import DEFAULT_EMBEDDER
     from ..registry import embedders
 
-    cls = embedders.resolve(pipeline.embedder or DEFAULT_EMBEDDER)
-    return f"{cls.name}@{cls.version}" + ("+flip" if pipeline.flip else "")
+    embedder = embedders.create(pipeline.embedder or DEFAULT_EMBEDDER, **dict(pipeline.embedder_options))
+    return model_id(embedder, pipeline.flip)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,14 @@ import numpy as np
 from ..errors import GalleryError, IncompatibleEmbeddingError
 from ..files import atomic_write
 from ..types import Box
-from .records import EXPORT_FORMAT_VERSION, FaceRecord, Store, check_name, now_iso
+from .records import EXPORT_FORMAT_VERSION, FaceRecord, Store, check_name, now_iso, upgrade_model_id
 
 EXPORT_DOC = """faceprint gallery export, JSON lines (UTF-8), one JSON object per line:
 
-line 1, the header: {"format": "faceprint-gallery", "format_version": 1, "model": "name@version"
-  or null, "dim": int or null, "people": int, "faces": int, "settings": {key: value},
-  "exported_at": ISO 8601 UTC}
+line 1, the header: {"format": "faceprint-gallery", "format_version": 1, "model": the model id
+  ("network@version+<sha8>", "+flip"; files of older releases hold "name@version", upgraded on
+  import as galleries are on open) or null, "dim": int or null, "people": int, "faces": int,
+  "settings": {key: value}, "exported_at": ISO 8601 UTC}
 then one line per person: {"name": str, "metadata": {...}, "created_at": str, "faces": [
   {"face_id": str, "model": str, "image_sha256": str or null, "box": {"x1","y1","x2","y2"} or
   null, "score": float or null, "added_at": str, "vector": base64 of the little-endian float32
@@ -89,7 +90,8 @@ def _read_face(d: dict[str, Any], person: str, dim: int) -> FaceRecord:
     b = d.get("box")
     box = Box(float(b["x1"]), float(b["y1"]), float(b["x2"]), float(b["y2"])) if b else None
     score = None if d.get("score") is None else float(d["score"])
-    return FaceRecord(str(d["face_id"]), person, vec, str(d["model"]), d.get("image_sha256"), box, score,
+    model = upgrade_model_id(str(d["model"])) or str(d["model"])
+    return FaceRecord(str(d["face_id"]), person, vec, model, d.get("image_sha256"), box, score,
                       str(d.get("added_at") or ""))  # fmt: skip
 
 
@@ -115,6 +117,8 @@ def _read_export(path: Path) -> tuple[dict[str, Any], list[tuple[str, list[FaceR
                 f"{EXPORT_FORMAT_VERSION}; upgrade faceprint to import it"
             )
         model, dim = header.get("model"), header.get("dim")
+        if isinstance(model, str):  # an older faceprint's id, in its current form
+            model = header["model"] = upgrade_model_id(model) or model
         no = 1
         try:
             for i, line in enumerate(fh, start=2):

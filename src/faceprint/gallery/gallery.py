@@ -10,15 +10,16 @@ A gallery couples a :class:`~.records.Store` (persistence, source of truth) with
   of the most similar faces; the threshold is the per-call argument, else the one stored
   with the gallery, else the open-set threshold for the gallery's current number of
   people at the target stranger false-alarm rate (stored ``far`` or 1%), derived again at
-  every call;
-* the gallery is bound to the embedder of its first enrolment: vectors of another model
-  raise :class:`~faceprint.errors.IncompatibleEmbeddingError`.
+  every call from the impostor distribution calibrated on the user's faces, else the one
+  shipped for the model (:meth:`Gallery.operating_point`);
+* the gallery is bound to the model id of its first enrolment (``network@version+<sha8>``,
+  ``+flip``: :func:`faceprint.embedding.model_id`): vectors of other weights, or made with
+  or without flip when the gallery's were not, raise
+  :class:`~faceprint.errors.IncompatibleEmbeddingError` naming both ids.
 
-Candidate faces come from the store's own ``search_faces`` when it has one (PostgreSQL +
-pgvector), else from an index over ``store.snapshot()`` (exact, or HNSW persisted at the
-store's ``index_path``), brought up to date when the store's generation moves
-(:func:`~.index.refresh_index`: enrolments since the graph was built are searched exactly
-beside it until there are enough to justify a rebuild).
+Candidate faces and centroids come from the store (:class:`~.records.Store`): SQLite
+searches in process (exact up to :data:`~.index.EXACT_MAX_SIZE` faces, HNSW above;
+:mod:`.local_search`), PostgreSQL on the server (pgvector HNSW, approximate).
 """
 
 from __future__ import annotations
@@ -35,9 +36,15 @@ from ..errors import FaceprintError, GalleryError, IncompatibleEmbeddingError, N
 from ..types import Face, Match, Recognition
 from .enrolment import FaceChoice, Progress, as_list, check_face_choice, commit, extract, plan_dir
 from .exchange import export_store, import_store
-from .records import FaceRecord, Person, Snapshot, Store, check_name
+from .records import FaceRecord, Person, Store, check_name
 from .results import EnrollReport, Identification, OperatingPoint
-from .scoring import DEFAULT_FAR, open_set_threshold
+from .scoring import (
+    DEFAULT_FAR,
+    ImpostorDistribution,
+    missing_reason,
+    open_set_threshold,
+    shipped_distribution,
+)
 
 if TYPE_CHECKING:
     from ..io import ImageInput
@@ -50,6 +57,16 @@ def _vectors(faces: Sequence[Face]) -> NDArray[np.float32]:
     return np.stack([np.asarray(f.embedding, dtype=np.float32) for f in faces])
 
 
+def _mismatch_hint(bound: str, mine: str) -> str:
+    """What to change so that vectors of ``mine`` fit a gallery bound to ``bound``."""
+    b_parts, m_parts = bound.split("+"), mine.split("+")
+    if b_parts[0] != m_parts[0]:
+        return f"use the embedder of {b_parts[0].split('@')[0]}"
+    if b_parts[1:2] != m_parts[1:2]:
+        return "the weights differ (a fine-tuned or swapped model file): use the weights that filled it"
+    return "use --flip" if bound.endswith("+flip") else "drop --flip"
+
+
 class Gallery:
     """Enrol, identify and search people in ``store`` with ``recognizer`` (created on
     first use when ``None``, so listing a gallery loads no model)."""
@@ -57,8 +74,6 @@ class Gallery:
     def __init__(self, store: Store, recognizer: Recognizer | None = None) -> None:
         self.store = store
         self._recognizer = recognizer
-        self._index: tuple[int, Snapshot, Any] | None = None
-        self._groups: tuple[int, dict[str, NDArray[np.intp]]] | None = None  # person -> snapshot rows
 
     @property
     def recognizer(self) -> Recognizer:
@@ -70,11 +85,9 @@ class Gallery:
 
     @property
     def model(self) -> str:
-        """``name@version`` of the recognizer's vectors (``+flip`` with flip averaging)."""
-        from ..embedding import model_id
-
-        r = self.recognizer
-        return model_id(r.embedder) + ("+flip" if r.flip else "")
+        """The id of the recognizer's vectors (``network@version+<sha8>``, ``+flip`` with
+        flip averaging; :func:`faceprint.embedding.model_id`)."""
+        return self.recognizer.model_id
 
     def check_model(self) -> tuple[str, int] | None:
         """Raise :class:`IncompatibleEmbeddingError` when this gallery's vectors come from
@@ -83,8 +96,8 @@ class Gallery:
         if bound is not None and bound != (self.model, self.recognizer.embedder.dim):
             raise IncompatibleEmbeddingError(
                 f"gallery {self.store.location} holds {bound[1]}-D vectors of {bound[0]}; this recognizer "
-                f"makes {self.recognizer.embedder.dim}-D vectors of {self.model} (use --embedder "
-                f"{bound[0].split('@')[0]}, or another gallery)"
+                f"makes {self.recognizer.embedder.dim}-D vectors of {self.model} "
+                f"({_mismatch_hint(bound[0], self.model)}, or use another gallery)"
             )
         return bound
 
@@ -119,31 +132,50 @@ class Gallery:
 
     # -- search -----------------------------------------------------------------------
     def operating_point(self, threshold: float | None = None) -> OperatingPoint:
-        """The threshold ``identify`` uses now, and where it comes from (module doc)."""
+        """The threshold ``identify`` uses now, and where it comes from (module doc).
+
+        In order: the argument; a threshold stored with the gallery; the open-set
+        threshold for the gallery's number of people at its stranger false-alarm rate,
+        from the impostor distribution ``faceprint calibrate --gallery`` stored
+        (``"calibrated"``), else the one shipped for the model (``"open-set"``), else the
+        embedder's 1:1 threshold with a note saying why (``"embedder default"``). A corrupt
+        shipped or stored distribution raises :class:`GalleryError`."""
         bound = self.store.model()
         model = bound[0] if bound else self.model
-        people = self._count_people()
+        people = self.store.count_people()
         if threshold is not None:
             return OperatingPoint(float(threshold), "argument", model, people)
+        cal = self.calibration()
+        if cal is not None and bound is not None and cal.get("model") != bound[0]:
+            raise IncompatibleEmbeddingError(
+                f"gallery {self.store.location} was calibrated with {cal.get('model')} but holds "
+                f"vectors of {bound[0]}: calibrate it again with its own embedder"
+            )
         stored = self.store.get_setting("threshold")
         if stored is not None:
-            cal = self.calibration()
-            if cal is not None and float(cal["threshold"]) == float(stored):
-                if bound is not None and cal.get("model") != bound[0]:
-                    raise IncompatibleEmbeddingError(
-                        f"gallery {self.store.location} was calibrated with {cal.get('model')} but holds "
-                        f"vectors of {bound[0]}: calibrate it again with its own embedder"
-                    )
-                note = f"TAR {cal.get('tar')} at FAR {cal.get('far_target')} on {cal.get('source')}"
-                return OperatingPoint(float(stored), "calibrated", model, people, cal.get("far_target"), note)
+            if cal is not None and "impostors" not in cal and float(cal["threshold"]) == float(stored):
+                note = (
+                    f"a 1:1 threshold for FAR {cal.get('far_target')} stored by an older faceprint "
+                    "calibrate: it does not grow with the number of people; run faceprint calibrate "
+                    "--gallery again"
+                )
+                return OperatingPoint(float(stored), "calibrated", model, people, None, note)
             return OperatingPoint(float(stored), "gallery", model, people)
         far = float(self.store.get_setting("far") or DEFAULT_FAR)
-        try:
-            return OperatingPoint(open_set_threshold(model, people, far), "open-set", model, people, far)
-        except GalleryError as exc:
-            return OperatingPoint(
-                self._default_threshold(model), "embedder default", model, people, None, str(exc)
+        if cal is not None and "impostors" in cal:
+            dist = ImpostorDistribution(cal["impostors"], f"gallery {self.store.location} calibration")
+            note = (
+                f"impostor distribution of {cal.get('impostor_pairs')} different-person pairs of "
+                f"{cal.get('source')}; 1:1 there: TAR {cal.get('tar')} at FAR {cal.get('far_target')}"
             )
+            t = open_set_threshold(dist, people, far)
+            return OperatingPoint(t, "calibrated", model, people, far, note)
+        shipped = shipped_distribution(model)
+        if shipped is None:
+            default = self._default_threshold(model)
+            note = f"{missing_reason(model)}; using the embedder's 1:1 threshold"
+            return OperatingPoint(default, "embedder default", model, people, None, note)
+        return OperatingPoint(open_set_threshold(shipped, people, far), "open-set", model, people, far)
 
     def _default_threshold(self, model: str) -> float:
         """The recognizer's 1:1 threshold; without a recognizer yet, the class default of
@@ -159,65 +191,6 @@ class Gallery:
             return self.recognizer.threshold
         attr = "flip_threshold" if model.endswith("+flip") else "default_threshold"
         return float(getattr(cls, attr, cls.default_threshold))
-
-    def _count_people(self) -> int:
-        count = getattr(self.store, "count_people", None)
-        return int(count()) if callable(count) else len(self.store.people())
-
-    def _local_index(self) -> None:
-        """Bring the in-process search index up to the store's generation: the HNSW graph of a
-        large gallery is updated with the faces enrolled or removed since, not rebuilt."""
-        gen = self.store.generation()
-        if self._index is None or self._index[0] != gen:
-            from .index import refresh_index
-
-            snap = self.store.snapshot()
-            path = getattr(self.store, "index_path", None)
-            old = self._index[2] if self._index is not None else None
-            self._index = (snap.generation, snap, refresh_index(old, snap, path) if snap.face_ids else None)
-
-    def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
-        """The ``k`` most similar enrolled faces of each query: (face_id, person, similarity)."""
-        own = getattr(self.store, "search_faces", None)
-        if callable(own):
-            result: list[list[tuple[str, str, float]]] = own(queries, k)
-            return result
-        self._local_index()
-        assert self._index is not None
-        _, snap, index = self._index
-        if index is None:
-            return [[] for _ in range(len(queries))]
-        sims, rows = index.search(queries, k)
-        return [
-            [(snap.face_ids[r], snap.persons[r], float(s)) for s, r in zip(srow, rrow, strict=True) if r >= 0]
-            for srow, rrow in zip(sims, rows, strict=True)
-        ]
-
-    def centroids(self, names: Sequence[str]) -> dict[str, NDArray[np.float32]]:
-        """Each named person's centroid (mean face vector re-normalised to unit length); the
-        store computes them when it can (PostgreSQL), else the local snapshot does."""
-        own = getattr(self.store, "centroids", None)
-        if callable(own):
-            result: dict[str, NDArray[np.float32]] = own(names)
-            return result
-        self._local_index()
-        assert self._index is not None
-        _, snap, _ = self._index
-        if self._groups is None or self._groups[0] != snap.generation:
-            persons = np.asarray(snap.persons, dtype=object)
-            order = np.argsort(persons, kind="stable")
-            uniq, starts = np.unique(persons[order], return_index=True)
-            bounds = np.append(starts, len(order))
-            rows = {str(n): order[bounds[i] : bounds[i + 1]] for i, n in enumerate(uniq)}
-            self._groups = (snap.generation, rows)
-        groups = self._groups[1]
-        out: dict[str, NDArray[np.float32]] = {}
-        for name in names:
-            r = groups.get(name)
-            if r is not None:
-                v = snap.vectors[r].sum(axis=0, dtype=np.float64)
-                out[name] = (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
-        return out
 
     def rank(self, queries: NDArray[np.float32], top_k: int) -> list[tuple[Match, ...]]:
         """The ``top_k`` best people for each row of ``queries`` (unit vectors of the gallery's
@@ -235,7 +208,7 @@ class Gallery:
             return []
         k = max(50, 10 * top_k)
         while True:
-            cands = self.search_faces(queries, k)
+            cands = self.store.search_faces(queries, k)
             short = any(len(c) == k and len({p for _, p, _ in c}) < top_k for c in cands)
             if not short:
                 break
@@ -246,7 +219,7 @@ class Gallery:
             for fid, person, _ in cand:  # candidates are best first: keep each person's best
                 best_face.setdefault(person, fid)
             best_faces.append(best_face)
-        cent = self.centroids(sorted({p for bf in best_faces for p in bf}))
+        cent = self.store.centroids(sorted({p for bf in best_faces for p in bf}))
         out: list[tuple[Match, ...]] = []
         for q, best_face in zip(queries, best_faces, strict=True):
             names = [p for p in best_face if p in cent]  # a person removed meanwhile drops out
@@ -326,9 +299,13 @@ class Gallery:
         return rec if isinstance(rec, dict) and "threshold" in rec else None
 
     def set_calibration(self, record: Mapping[str, Any]) -> None:
-        """Store a threshold calibrated on the user's data (``faceprint calibrate``), with its
-        record (``threshold``, ``model``, ``far_target``, ``tar``, ``source``...). A gallery
-        bound to another model refuses it: similarities of two models are not comparable."""
+        """Store a calibration made on the user's faces (``faceprint calibrate --gallery``):
+        its record (``model``, ``threshold`` and ``tar`` at the 1:1 ``far_target``,
+        ``source``...) and ``impostors``, the impostor distribution fitted to its
+        different-person scores (:func:`~.scoring.fit_distribution`). From then on the
+        open-set threshold comes from that distribution, so it still grows with the number
+        of people; a threshold stored earlier is cleared. A gallery bound to another model
+        refuses it: similarities of two models are not comparable."""
         bound = self.store.model()
         model = str(record.get("model", ""))
         if bound is not None and model != bound[0]:
@@ -339,9 +316,17 @@ class Gallery:
         thr = float(record["threshold"])
         if not -1.0 <= thr <= 1.0:
             raise GalleryError(f"a threshold is a cosine similarity in [-1, 1], got {thr}")
-        with self.store.transaction():  # the record and its threshold together, or neither
+        impostors = record.get("impostors")
+        if not isinstance(impostors, Mapping):
+            raise GalleryError(
+                "a gallery calibration needs the impostor distribution of its data ('impostors')"
+            )
+        dist = ImpostorDistribution(dict(impostors), "calibration")
+        if dist.model != model:
+            raise GalleryError(f"calibration of {model} carries an impostor distribution of {dist.model}")
+        with self.store.transaction():  # the record and the cleared threshold together, or neither
             self.store.set_setting("calibration", json.dumps(dict(record), sort_keys=True))
-            self.store.set_setting("threshold", repr(thr))
+            self.store.set_setting("threshold", None)
 
     def set_far(self, value: float | None) -> None:
         """Store the target stranger false-alarm rate of the open-set threshold."""

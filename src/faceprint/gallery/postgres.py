@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +46,9 @@ _FACE_COLS = (
 
 class PostgresStore(PgConnection):
     """A gallery in a PostgreSQL database with pgvector; see the module docstring."""
+
+    #: The server searches (HNSW, approximate): no index file is kept beside the data.
+    index_path: Path | None = None
 
     def _person_id(self, conn: psycopg.Connection[Any], name: str, action: str) -> int:
         row = conn.execute("SELECT id FROM faceprint.people WHERE name = %s", (name,)).fetchone()

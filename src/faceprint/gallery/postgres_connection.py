@@ -6,7 +6,8 @@ runs (:class:`~.postgres.PostgresStore`, built on :class:`PgConnection`), and no
 is about what the queries read or write.
 
 **Schema** (version :data:`SCHEMA_VERSION`, created on first open in schema ``faceprint``):
-``meta`` (one row: schema version, bound model ``name@version``, dim, ``generation``),
+``meta`` (one row: schema version, bound model id ``network@version+<sha8>`` -- ids an older
+faceprint stored are upgraded on open, once, in one transaction -- dim, ``generation``),
 ``settings``, ``people`` (unique name, jsonb metadata) and ``faces`` (``vector`` column, box,
 score, sha256, ``ON DELETE CASCADE`` to its person, ``UNIQUE (person_id, image_sha256)``). The
 dimension is unknown until the first enrolment binds the model (:meth:`PgConnection._bind`);
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import mask_url
 from ..errors import GalleryError, MissingExtraError
+from .records import upgrade_calibration, upgrade_model_id
 
 if TYPE_CHECKING:
     import psycopg
@@ -180,6 +182,29 @@ class PgConnection:
                 f"the gallery at {self.location} has schema version {found}, newer than this faceprint "
                 f"supports ({SCHEMA_VERSION}): upgrade faceprint"
             )
+        self._migrate_model_ids(conn)
+
+    def _migrate_model_ids(self, conn: psycopg.Connection[Any]) -> None:
+        """Rewrite the model ids an older faceprint stored (``name@version``) in their current
+        form (:func:`~.records.upgrade_model_id`): the bound model, every face's, and the
+        calibration record's, once, in one transaction holding the meta row lock."""
+        row = conn.execute("SELECT model FROM faceprint.meta WHERE id = 1").fetchone()
+        if row is None or row[0] is None or upgrade_model_id(str(row[0])) is None:
+            return
+        with conn.transaction():
+            row = conn.execute("SELECT model FROM faceprint.meta WHERE id = 1 FOR UPDATE").fetchone()
+            new = upgrade_model_id(str(row[0])) if row and row[0] is not None else None
+            if new is None:  # another process migrated it meanwhile
+                return
+            conn.execute("UPDATE faceprint.meta SET model = %s WHERE id = 1", (new,))
+            for (old,) in conn.execute("SELECT DISTINCT model FROM faceprint.faces").fetchall():
+                up = upgrade_model_id(str(old))
+                if up is not None:
+                    conn.execute("UPDATE faceprint.faces SET model = %s WHERE model = %s", (up, old))
+            cal = conn.execute("SELECT value FROM faceprint.settings WHERE key = 'calibration'").fetchone()
+            cal_new = upgrade_calibration(str(cal[0])) if cal else None
+            if cal_new is not None:
+                conn.execute("UPDATE faceprint.settings SET value = %s WHERE key = 'calibration'", (cal_new,))
 
     def _live(self) -> psycopg.Connection[Any]:
         """The open connection, (re)connecting when it is missing, closed or found dead;

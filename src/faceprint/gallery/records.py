@@ -1,10 +1,12 @@
 """Gallery data model and the storage interface every backend implements.
 
 A gallery holds *people* (a unique name plus free JSON metadata), each with one or more
-*faces*. A face keeps its L2-normalised vector, the embedder's ``name@version`` that made
-it, the source image's sha256, the box (xyxy pixels), the detection score and when it was
-added. A gallery is bound to one embedder: the first enrolment binds it, and vectors of
-another model are refused with :class:`~faceprint.errors.IncompatibleEmbeddingError`.
+*faces*. A face keeps its L2-normalised vector, the id of the model that made it
+(``network@version+<sha8>``, :func:`faceprint.embedding.model_id`), the source image's
+sha256, the box (xyxy pixels), the detection score and when it was added. A gallery is
+bound to one model id: the first enrolment binds it, and vectors of another model (other
+weights, or flip TTA where the gallery has none) are refused with
+:class:`~faceprint.errors.IncompatibleEmbeddingError`.
 
 Similarity is the cosine similarity of unit vectors everywhere (higher = more alike).
 
@@ -17,16 +19,19 @@ dimension, finite float32 vectors per enrolment) and :func:`now_iso` (``added_at
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import GalleryError, IncompatibleEmbeddingError
+from ..models import get_spec
 from ..types import UNKNOWN, Box
 
 #: Version of the export file format (``Gallery.export``); bumped on incompatible change.
@@ -108,16 +113,39 @@ class Snapshot:
 
 
 class Store(Protocol):
-    """Persistence for a gallery. Implementations: ``SqliteStore``, ``PostgresStore``.
+    """Persistence and search for a gallery. Implementations: ``SqliteStore``,
+    ``PostgresStore``; every capability below is part of the contract (no optional
+    methods to probe for).
 
     ``generation`` increases with every committed write, so an index built from a
-    :class:`Snapshot` knows when it is stale.
+    :class:`Snapshot` knows when it is stale. Search: SQLite searches in process, exactly
+    up to :data:`~.index.EXACT_MAX_SIZE` faces and with an HNSW graph above (cached at
+    ``index_path``); PostgreSQL searches on the server through pgvector's HNSW index,
+    which is approximate at every size. Similarities are cosine similarities.
     """
 
     location: str
+    #: Where a search index persists beside the data (a cache, rebuilt from the store), or
+    #: ``None`` when the store keeps none (the server searches).
+    index_path: Path | None
 
     def model(self) -> tuple[str, int] | None:
-        """The bound embedder (``name@version``, dim), or ``None`` while empty and unbound."""
+        """The bound model (its id, :func:`faceprint.embedding.model_id`; dim), or ``None``
+        while empty and unbound."""
+        ...
+
+    def count_people(self) -> int:
+        """The number of enrolled people (the K of the open-set threshold)."""
+        ...
+
+    def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
+        """The ``k`` most similar faces of each query row (unit vectors), best first:
+        (face_id, person, cosine similarity)."""
+        ...
+
+    def centroids(self, names: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        """Each named person's centroid (mean face vector re-normalised to unit length);
+        unknown names are absent."""
         ...
 
     def add_faces(
@@ -157,6 +185,36 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+#: Model ids that faceprint wrote before ids carried the weights' sha256, and the network
+#: (``network@version``) they name. Those releases could only load the published dlib
+#: ``.dat`` (no fine-tuning existed), so its published sha256 completes their ids.
+_LEGACY_IDS = {"dlib@resnet_v1": "dlib@resnet_v1", "dlib-onnx@resnet_v1": "dlib@resnet_v1"}
+
+
+def upgrade_model_id(stored: str) -> str | None:
+    """The current id of a model id an older faceprint stored (``dlib@resnet_v1``,
+    ``dlib-onnx@resnet_v1``, each maybe with ``+flip``), or ``None`` when ``stored`` is
+    current or unknown (then it is left as it is, and a mismatch names both ids)."""
+    flip = stored.endswith("+flip")
+    base = stored[: -len("+flip")] if flip else stored
+    network = _LEGACY_IDS.get(base)
+    if network is None:
+        return None
+    sha = get_spec("dlib").files[0].sha256[:8]
+    return f"{network}+{sha}" + ("+flip" if flip else "")
+
+
+def upgrade_calibration(raw: str) -> str | None:
+    """The stored calibration record ``raw`` (JSON) with its legacy model id upgraded, or
+    ``None`` when it needs no change (or is not a record)."""
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        return None
+    new = upgrade_model_id(str(rec.get("model", ""))) if isinstance(rec, dict) else None
+    return None if new is None else json.dumps({**rec, "model": new}, sort_keys=True)
 
 
 def check_vectors(location: str, faces: Sequence[FaceRecord]) -> tuple[str, int, list[NDArray[np.float32]]]:

@@ -60,9 +60,11 @@ class EnrollReport:
 @dataclass(frozen=True)
 class OperatingPoint:
     """The threshold an identification used and where it came from: ``"argument"``,
-    ``"gallery"`` (stored), ``"calibrated"`` (stored by ``faceprint calibrate``),
-    ``"open-set"`` (target ``far`` for ``people`` people) or
-    ``"embedder default"`` (no impostor distribution for the model; ``note`` says why)."""
+    ``"gallery"`` (stored), ``"calibrated"`` (the open-set threshold for ``people`` people
+    at stranger false-alarm rate ``far``, from the impostor distribution ``faceprint
+    calibrate --gallery`` stored; ``note`` says which data), ``"open-set"`` (the same from
+    the distribution shipped for the model) or ``"embedder default"`` (no impostor
+    distribution for the model; ``note`` says why)."""
 
     threshold: float
     source: str

@@ -30,11 +30,16 @@ stranger is named when the best of K impostor scores reaches t. With F the CDF o
 impostor comparison and independent comparisons, P(named) = 1 - F(t)^K, so the
 threshold for a target FAR is t = F⁻¹((1 - far)^(1/K)). F is the embedder's impostor
 distribution measured on LFW dev (pairsDevTrain people only, so the pairsDevTest people
-stay held out) and shipped as package data in ``impostors/<model>.json``: a dense table
-of upper quantiles (score at exceedance p, log-spaced in p down to about 10/n_pairs),
-plus a generalized Pareto fit to the far tail that extrapolates beyond what the data
-resolves (large K or small FAR). ``bench/identification.py --fit-impostors`` rebuilds
-the files. Independence is an approximation: one probe's scores against a gallery are
+stay held out) and shipped as package data in ``impostors/<model id>.json``, one per model
+id (the weights' sha256 is part of the id, and flip TTA, which shifts the scores, has a
+file of its own; ``dlib`` and ``dlib-onnx`` share theirs): a dense table of upper
+quantiles (score at exceedance p, log-spaced in p down to about 10/n_pairs), plus a
+generalized Pareto fit to the far tail that extrapolates beyond what the data resolves
+(large K or small FAR) (:func:`fit_distribution`). ``bench/identification.py
+--fit-impostors [--flip]`` rebuilds the files. Weights with no shipped file (fine-tuned,
+swapped) get their F from the user's own faces: ``faceprint calibrate --gallery`` fits
+it the same way and stores it with the gallery. A shipped file that is corrupt is an
+error, never a silent fallback. Independence is an approximation: one probe's scores against a gallery are
 correlated. Measured with random galleries of pairsDevTrain people, the formula is
 calibrated to slightly conservative (target 1%: 0.79% at K=10, 1.04% at K=100, 0.86% at
 K=1000; target 10%: 9.4%, 8.6%, 6.1%), and on the full LFW dev benchmark (K=1,165, all
@@ -64,6 +69,8 @@ METHODS = ("max", "mean", "top2")
 DEFAULT_FAR = 0.01
 #: Version of the impostor-distribution file format.
 IMPOSTOR_FORMAT_VERSION = 1
+#: Fewest different-person scores :func:`fit_distribution` fits (50 of them shape the tail).
+MIN_FIT_SCORES = 1000
 
 IMPOSTOR_DIR = Path(__file__).resolve().parent / "impostors"
 
@@ -237,30 +244,106 @@ def _file_for(model: str) -> Path:
     return IMPOSTOR_DIR / f"{model}.json"
 
 
-@lru_cache(maxsize=16)
-def impostor_distribution(model: str) -> ImpostorDistribution:
-    """The shipped impostor distribution of ``model`` (``name@version``).
+def shipped_models() -> list[str]:
+    """The model ids that have a shipped impostor distribution."""
+    return sorted(p.stem for p in IMPOSTOR_DIR.glob("*.json")) if IMPOSTOR_DIR.is_dir() else []
 
-    Raises :class:`GalleryError` when none is shipped (callers then fall back to the
-    embedder's 1:1 threshold) or when the file is unreadable.
-    """
+
+@lru_cache(maxsize=16)
+def shipped_distribution(model: str) -> ImpostorDistribution | None:
+    """The impostor distribution shipped for ``model`` (a full model id, ``network@version+
+    <sha8>`` with ``+flip`` when flipped: other weights have none), or ``None`` when none
+    is shipped. A shipped file that cannot be read, or is malformed, or was fitted for
+    another model, raises :class:`GalleryError`: it is never silently replaced by a
+    fallback."""
     path = _file_for(model)
     if "/" in model or "\\" in model or not path.is_file():
-        have = sorted(p.stem for p in IMPOSTOR_DIR.glob("*.json")) if IMPOSTOR_DIR.is_dir() else []
-        raise GalleryError(
-            f"no impostor score distribution shipped for model {model!r} "
-            f"(have: {', '.join(have) or 'none'}); use an explicit threshold"
-        )
+        return None
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GalleryError(f"cannot read impostor distribution {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GalleryError(f"shipped impostor distribution {path} is corrupt: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != IMPOSTOR_FORMAT_VERSION:
         raise GalleryError(
-            f"{path}: expected impostor file format {IMPOSTOR_FORMAT_VERSION}, "
+            f"shipped impostor distribution {path} is corrupt: expected format {IMPOSTOR_FORMAT_VERSION}, "
             f"found {data.get('format') if isinstance(data, dict) else type(data).__name__}"
         )
+    if data.get("model") != model:
+        raise GalleryError(
+            f"shipped impostor distribution {path} is corrupt: it was fitted for {data.get('model')!r}, "
+            f"not {model!r}"
+        )
     return ImpostorDistribution(data, str(path))
+
+
+def missing_reason(model: str) -> str:
+    """Why ``model`` has no shipped distribution, for the operating point's note."""
+    return (
+        f"no impostor score distribution is shipped for model {model} (shipped: "
+        f"{', '.join(shipped_models()) or 'none'}; other weights need their own: run faceprint "
+        "calibrate --gallery on your faces)"
+    )
+
+
+def impostor_distribution(model: str) -> ImpostorDistribution:
+    """The shipped impostor distribution of ``model``; raises :class:`GalleryError` when
+    none is shipped (:func:`missing_reason`) or when the file is corrupt."""
+    dist = shipped_distribution(model)
+    if dist is None:
+        raise GalleryError(missing_reason(model) + "; use an explicit threshold")
+    return dist
+
+
+def fit_distribution(scores: NDArray[np.floating], model: str, source: str) -> dict[str, Any]:
+    """An impostor distribution (the JSON-ready dict :class:`ImpostorDistribution` reads)
+    fitted to different-person cosine similarities ``scores``, the way the shipped ones
+    are fitted (``bench/identification.py --fit-impostors`` calls this): upper quantiles
+    at exceedances log-spaced from 0.5 down to 10/n, and a generalized Pareto tail fitted
+    by probability-weighted moments to the scores above the (1 - p_u) quantile, with
+    p_u = max(1e-3, 50/n) so at least 50 scores shape the tail. Needs at least
+    :data:`MIN_FIT_SCORES` scores; raises :class:`GalleryError` otherwise."""
+    s = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))
+    s = s[np.isfinite(s)]
+    n = len(s)
+    if n < MIN_FIT_SCORES:
+        raise GalleryError(
+            f"{n} different-person pairs are too few to fit an impostor distribution "
+            f"(need {MIN_FIT_SCORES}): add people or images"
+        )
+    p_grid = np.geomspace(0.5, 10.0 / n, 240)
+    q = np.maximum.accumulate(s[np.minimum((n * (1 - p_grid)).astype(np.int64), n - 1)])
+    p_u = max(1e-3, 50.0 / n)
+    u = float(s[int(n * (1 - p_u))])
+    xi, sigma = gpd_pwm(s[u < s] - u)
+    return {
+        "format": IMPOSTOR_FORMAT_VERSION,
+        "model": model,
+        "source": source,
+        "pairs": n,
+        "mean": float(s.mean()),
+        "std": float(s.std()),
+        "exceedance": [float(x) for x in p_grid],
+        "score": [round(float(x), 6) for x in q],
+        "tail_fit": {
+            "kind": "generalized Pareto (PWM) above u",
+            "u": u,
+            "p_u": p_u,
+            "xi": xi,
+            "sigma": sigma,
+        },
+    }
+
+
+def gpd_pwm(excess: NDArray[np.floating]) -> tuple[float, float]:
+    """(xi, sigma) of a generalized Pareto fit to positive excesses by probability-weighted
+    moments (Hosking & Wallis 1987), robust for the bounded (xi < 0) tails of cosine scores."""
+    y = np.sort(np.asarray(excess, dtype=np.float64))
+    n = len(y)
+    a0 = float(y.mean())
+    a1 = float(np.mean((1.0 - (np.arange(1, n + 1) - 0.35) / n) * y))
+    k = a0 / (a0 - 2 * a1) - 2.0
+    sigma = 2 * a0 * a1 / (a0 - 2 * a1)
+    return -k, sigma
 
 
 def per_comparison_far(far: float, gallery_size: int) -> float:
@@ -269,9 +352,12 @@ def per_comparison_far(far: float, gallery_size: int) -> float:
     return -math.expm1(math.log1p(-far) / gallery_size)
 
 
-def open_set_threshold(model: str, gallery_size: int, far: float = DEFAULT_FAR) -> float:
+def open_set_threshold(
+    model: str | ImpostorDistribution, gallery_size: int, far: float = DEFAULT_FAR
+) -> float:
     """The cosine threshold at which a stranger compared with ``gallery_size`` enrolled
-    people is named with probability ``far``: t = F⁻¹((1 - far)^(1/K)).
+    people is named with probability ``far``: t = F⁻¹((1 - far)^(1/K)), with F the
+    distribution given, or the one shipped for the model id given.
 
     ``gallery_size`` counts independent comparisons: the number of people when each
     has one face or scores are aggregated per person (a person scored by ``"max"`` over
@@ -283,7 +369,7 @@ def open_set_threshold(model: str, gallery_size: int, far: float = DEFAULT_FAR) 
         raise ValueError(f"far must be in (0, 1), got {far}")
     if gallery_size < 0:
         raise ValueError(f"gallery_size must be >= 0, got {gallery_size}")
-    dist = impostor_distribution(model)
+    dist = model if isinstance(model, ImpostorDistribution) else impostor_distribution(model)
     return dist.quantile_exceedance(per_comparison_far(far, max(gallery_size, 1)))
 
 

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import GalleryError, IncompatibleEmbeddingError
 from ..types import Box
 from .ann_cache import drop_if_holds
+from .local_search import LocalSearch
 from .records import FaceRecord, Person, Snapshot, check_vectors, now_iso
 from .sqlite_file import APPLICATION_ID, SCHEMA_VERSION, SqliteFile
 
@@ -35,12 +37,15 @@ class SqliteStore(SqliteFile):
     ``busy_timeout`` (seconds) is how long a write waits for another process's write
     lock before failing with a clear :class:`GalleryError`. ``index_path`` is where a
     search index may persist next to the file (``<file>.index``); SQLite stays the
-    source of truth and the index is rebuilt when its generation is stale.
+    source of truth and the index is rebuilt when its generation is stale. Search runs in
+    this process (:class:`~.local_search.LocalSearch`): exact up to
+    :data:`~.index.EXACT_MAX_SIZE` faces, HNSW above.
     """
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 60.0) -> None:
         super().__init__(path, busy_timeout=busy_timeout)
-        self.index_path = self.path.with_name(self.path.name + ".index")
+        self.index_path: Path | None = self.path.with_name(self.path.name + ".index")
+        self._search = LocalSearch(self, self.index_path)
 
     # -- Store: reads -----------------------------------------------------------------
     def model(self) -> tuple[str, int] | None:
@@ -123,6 +128,15 @@ class SqliteStore(SqliteFile):
         return Snapshot(
             gen, tuple(r[0] for r in rows), tuple(r[1] for r in rows), vectors.reshape(len(rows), dim)
         )
+
+    def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
+        """The ``k`` most similar faces of each query row, best first: (face_id, person,
+        cosine similarity); searched in this process (class doc)."""
+        return self._search.search_faces(queries, k)
+
+    def centroids(self, names: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        """Each named person's centroid (mean face vector re-normalised to unit length)."""
+        return self._search.centroids(names)
 
     # -- Store: writes ----------------------------------------------------------------
     def add_faces(
@@ -212,7 +226,8 @@ class SqliteStore(SqliteFile):
             conn.execute("DELETE FROM faces WHERE person_id = ?", (row[0],))
             conn.execute("DELETE FROM people WHERE id = ?", (row[0],))
         self._erase_wal()
-        drop_if_holds(self.index_path, ids)
+        if self.index_path is not None:
+            drop_if_holds(self.index_path, ids)
         return len(ids)
 
     def rename_person(self, old: str, new: str) -> None:

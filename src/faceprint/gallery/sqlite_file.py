@@ -8,7 +8,8 @@ the transaction discipline -- is separate from what the store reads and writes
 Layout (schema version :data:`SCHEMA_VERSION`; the file's ``application_id`` header field
 is :data:`APPLICATION_ID`, so a faceprint gallery can be told from any other SQLite file):
 
-* ``meta(key, value)``: ``schema_version``, ``model`` (``name@version``), ``dim`` and
+* ``meta(key, value)``: ``schema_version``, ``model`` (the model id,
+  ``network@version+<sha8>``; ids of older releases are upgraded on open), ``dim`` and
   ``generation``, the counter bumped in the same transaction as every write so a search
   index built from a :class:`~.records.Snapshot` knows when it is stale;
 * ``settings(key, value)``: per-gallery settings (e.g. ``threshold``, ``far``);
@@ -51,6 +52,7 @@ from pathlib import Path
 
 from ..errors import GalleryError
 from ..files import PRIVATE_FILE_MODE, make_private_dir
+from .records import upgrade_calibration, upgrade_model_id
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,39 @@ class SqliteFile:
                 if "readonly" not in str(exc) and "read-only" not in str(exc):
                     raise self._error("initialise", exc) from None
                 self._readonly = True
+        if tables and not self._readonly:
+            try:
+                self._migrate_model_ids(conn)
+            except sqlite3.DatabaseError as exc:
+                raise self._error("upgrade its model ids", exc) from None
+
+    def _migrate_model_ids(self, conn: sqlite3.Connection) -> None:
+        """Rewrite the model ids an older faceprint stored (``name@version``) in their current
+        form (:func:`~.records.upgrade_model_id`): the bound model, every face's, and the
+        calibration record's, once, in one transaction. A read-only file keeps its old ids."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        if row is None or upgrade_model_id(str(row[0])) is None:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()  # under the lock
+            new = upgrade_model_id(str(row[0])) if row else None
+            if new is not None:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'model'", (new,))
+                for (old,) in conn.execute("SELECT DISTINCT model FROM faces").fetchall():
+                    up = upgrade_model_id(str(old))
+                    if up is not None:
+                        conn.execute("UPDATE faces SET model = ? WHERE model = ?", (up, old))
+                cal = conn.execute("SELECT value FROM settings WHERE key = 'calibration'").fetchone()
+                cal_new = upgrade_calibration(str(cal[0])) if cal else None
+                if cal_new is not None:
+                    conn.execute("UPDATE settings SET value = ? WHERE key = 'calibration'", (cal_new,))
+                log.info("gallery %s: upgraded model id %s to %s", self.path, row[0] if row else "?", new)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _create_private(self) -> None:
         """Create the empty gallery file 0600 (its missing directories 0700) whatever the

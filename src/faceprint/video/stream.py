@@ -302,7 +302,7 @@ class StreamRecognizer:
         st.top = None
         if matches:
             cand = matches[0]
-            centroid = self.gallery.centroids([cand.identity]).get(cand.identity)
+            centroid = self.gallery.store.centroids([cand.identity]).get(cand.identity)
             if centroid is not None:
                 q = np.array([max(w, 1e-3) for _, w in st.vectors], dtype=np.float64)
                 sims = np.array([float(vec @ centroid) for vec, _ in st.vectors], dtype=np.float64)

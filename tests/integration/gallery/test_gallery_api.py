@@ -180,7 +180,7 @@ def test_vectors_of_another_model_are_refused(store_factory: StoreFactory, recog
     with pytest.raises(IncompatibleEmbeddingError):
         g.lookalike(KNN / "test" / "obama1.jpg")
     with pytest.raises(IncompatibleEmbeddingError):
-        store.add_faces("x", [FaceRecord(uuid.uuid4().hex, "x", v, "dlib-onnx@resnet_v1")])
+        store.add_faces("x", [FaceRecord(uuid.uuid4().hex, "x", v, "dlib@resnet_v1+55533b28")])
 
 
 def test_export_import_round_trip_is_exact(
@@ -227,14 +227,19 @@ def test_export_from_a_future_version_is_refused(
 
 
 def test_calibration_is_stored_and_bound_to_the_model(knn_gallery: Gallery) -> None:
-    rec = {"threshold": 0.93, "model": "dlib-onnx@resnet_v1", "far_target": 0.001, "tar": 0.9, "source": "x"}
+    from faceprint.gallery.scoring import fit_distribution
+
+    model = "dlib@resnet_v1+55533b28"
+    imp = np.random.default_rng(0).normal(0.83, 0.035, 50_000)
+    rec = {"threshold": 0.93, "model": model, "far_target": 0.001, "tar": 0.9, "source": "x",
+           "impostor_pairs": len(imp), "impostors": fit_distribution(imp, model, "x")}  # fmt: skip
     knn_gallery.set_calibration(rec)
     op = knn_gallery.operating_point()
-    assert (op.source, op.threshold, op.far) == ("calibrated", 0.93, 0.001) and "TAR 0.9" in op.note
+    assert (op.source, op.far) == ("calibrated", 0.01) and "TAR 0.9" in op.note
     assert knn_gallery.calibration() == rec
     assert knn_gallery.identify([KNN / "test" / "obama1.jpg"]).operating_point.source == "calibrated"
     with pytest.raises(IncompatibleEmbeddingError, match="calibrate with the gallery's embedder"):
-        knn_gallery.set_calibration({**rec, "model": "dlib@resnet_v1"})
+        knn_gallery.set_calibration({**rec, "model": model + "+flip"})
     knn_gallery.set_threshold(0.95)  # a manual threshold replaces the calibration
     assert knn_gallery.operating_point().source == "gallery" and knn_gallery.calibration() is None
 

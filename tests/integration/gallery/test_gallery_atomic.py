@@ -64,22 +64,30 @@ def fail_on(store: Store, method: str, when: Any) -> None:
 
 
 def record(thr: float, source: str) -> dict[str, Any]:
-    return {"threshold": thr, "model": "m@1", "far_target": 0.001, "tar": 0.9, "source": source}
+    """A gallery calibration for the tests' model ``m@1``, with the impostor distribution
+    that a gallery calibration carries (fitted to synthetic different-person scores)."""
+    from faceprint.gallery.scoring import fit_distribution
+
+    imp = np.random.default_rng(3).normal(0.2, 0.1, 5_000)
+    return {"threshold": thr, "model": "m@1", "far_target": 0.001, "tar": 0.9, "source": source,
+            "impostor_pairs": len(imp), "impostors": fit_distribution(imp, "m@1", source)}  # fmt: skip
 
 
 def test_calibration_and_its_threshold_are_one_transaction(store_factory: StoreFactory) -> None:
     store = store_factory()
     store.add_faces("ada", faces("ada", 2))
     g = Gallery(store)
-    g.set_calibration(record(0.4, "first"))
+    store.set_setting("threshold", "0.4")
+    g.set_calibration(record(0.4, "first"))  # clears the fixed threshold: the calibration rules
+    assert store.get_setting("threshold") is None
     fail_on(store, "set_setting", lambda key, value: key == "threshold")
     with pytest.raises(GalleryError, match="injected"):
         g.set_calibration(record(0.7, "second"))
     cal = g.calibration()
-    assert cal is not None and cal["source"] == "first" and store.get_setting("threshold") == "0.4"
+    assert cal is not None and cal["source"] == "first" and store.get_setting("threshold") is None
     with pytest.raises(GalleryError, match="injected"):
         g.set_threshold(0.55)  # would drop the calibration, then fail to store the threshold
-    assert g.calibration() == cal and store.get_setting("threshold") == "0.4"
+    assert g.calibration() == cal and store.get_setting("threshold") is None
     assert g.operating_point().source == "calibrated"
 
 

@@ -92,7 +92,7 @@ def test_gallery_management_commands(enrolled: Path, tmp_path: Path) -> None:
     g = ["--gallery", str(enrolled)]
     res = run_cli("gallery", "list", *g, "--json")
     d = json.loads(res.stdout)
-    assert d["model"] == "dlib-onnx@resnet_v1"
+    assert d["model"] == "dlib@resnet_v1+55533b28"
     assert [p["name"] for p in d["people"]] == [
         "alex_lacamoire",
         "biden",
