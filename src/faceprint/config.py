@@ -12,6 +12,9 @@ model's or the library's default. Variables:
 ``FACEPRINT_EMBEDDER``    default embedder name
 ``FACEPRINT_GALLERY``     default gallery: an SQLite file or a postgresql:// URL
                           (default: ``$FACEPRINT_HOME/gallery.sqlite``)
+``FACEPRINT_TEST_SLEEP_BEFORE_COMMIT``  **tests only**: seconds every gallery write sleeps
+                          inside its transaction, after its writes and before COMMIT, so a
+                          durability test can SIGKILL a process there (default 0: off)
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Settings:
     detector: str | None = None
     embedder: str | None = None
     gallery: str | None = None
+    test_sleep_before_commit: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +57,10 @@ class Settings:
             max_pixels = int(e.get("FACEPRINT_MAX_PIXELS") or DEFAULT_MAX_PIXELS)
         except ValueError:
             max_pixels = DEFAULT_MAX_PIXELS
+        try:
+            sleep = max(0.0, float(e.get("FACEPRINT_TEST_SLEEP_BEFORE_COMMIT") or 0.0))
+        except ValueError:
+            sleep = 0.0
         return cls(
             home=home,
             cache_dir=cache,
@@ -62,6 +70,7 @@ class Settings:
             detector=e.get("FACEPRINT_DETECTOR") or None,
             embedder=e.get("FACEPRINT_EMBEDDER") or None,
             gallery=e.get("FACEPRINT_GALLERY") or None,
+            test_sleep_before_commit=sleep,
         )
 
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import mask_url
 from ..errors import GalleryError, MissingExtraError
+from .records import pause_before_commit
 
 if TYPE_CHECKING:
     import psycopg
@@ -220,6 +221,7 @@ class PgConnection:
             row = conn.execute("SELECT model, dim FROM faceprint.meta WHERE id = 1 FOR UPDATE").fetchone()
             yield (row[0], row[1]) if row else (None, None)
             conn.execute("UPDATE faceprint.meta SET generation = generation + 1 WHERE id = 1")
+            pause_before_commit(conn, "faceprint.faces")
 
     def _writing(self, what: str, body: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``body`` inside one locked write transaction (see :meth:`_write`)."""

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import GalleryError
+from .records import pause_before_commit
 
 SCHEMA_VERSION = 1
 #: ``PRAGMA application_id`` of a faceprint gallery: "FPRG" in ASCII.
@@ -247,6 +248,7 @@ class SqliteFile:
             try:
                 yield conn
                 conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                pause_before_commit(conn, "faces")
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
