@@ -1,11 +1,13 @@
 """Test fixtures. Real data and models come from ../shared (or FACEPRINT_SHARED);
-a test whose data is missing is skipped with the reason, never passed silently."""
+a test whose data is missing is skipped with the reason, never passed silently. With
+``FACEPRINT_REQUIRE_SHARED=1`` (``.ci/run`` sets it) a missing file fails the test instead:
+CI can never go green by skipping for want of data."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -17,10 +19,24 @@ GALLERY = SHARED / "data" / "gallery-small"
 GROUP = SHARED / "data" / "group"
 
 
+def shared_required() -> bool:
+    """``FACEPRINT_REQUIRE_SHARED`` is set (read when a test asks: tests may set it)."""
+    return os.environ.get("FACEPRINT_REQUIRE_SHARED", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def missing_data(reason: str) -> NoReturn:
+    """Skip the test for want of shared data or models, or fail it under
+    ``FACEPRINT_REQUIRE_SHARED``. Every such skip in the suite goes through here."""
+    if shared_required():
+        pytest.fail(f"{reason} (FACEPRINT_REQUIRE_SHARED is set: missing data fails)", pytrace=False)
+    pytest.skip(reason)
+
+
 def need(path: Path) -> Path:
-    """``path``, or skip the test saying which shared file is missing."""
+    """``path``, or skip (fail under ``FACEPRINT_REQUIRE_SHARED``) saying which shared file
+    is missing."""
     if not path.exists():
-        pytest.skip(f"shared test data missing: {path} (set FACEPRINT_SHARED)")
+        missing_data(f"shared test data missing: {path} (set FACEPRINT_SHARED)")
     return path
 
 
@@ -49,7 +65,7 @@ def dat() -> Path:
     try:
         return models.resolve("dlib", download=False)
     except ModelUnavailableError as exc:
-        pytest.skip(f"dlib model missing: {exc}")
+        missing_data(f"dlib model missing: {exc}")
 
 
 @pytest.fixture

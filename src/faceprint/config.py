@@ -13,6 +13,9 @@ model's or the library's default. Variables:
 ``FACEPRINT_EMBEDDER``    default embedder name
 ``FACEPRINT_GALLERY``     default gallery: an SQLite file or a postgresql:// URL
                           (default: ``gallery.sqlite`` in ``Settings.data_dir``)
+``FACEPRINT_TEST_SLEEP_BEFORE_COMMIT``  **tests only**: seconds every gallery write sleeps
+                          inside its transaction, after its writes and before COMMIT, so a
+                          durability test can SIGKILL a process there (default 0: off)
 
 ``Settings.data_dir`` holds what a user cannot lose (the default gallery), so it is not a
 cache directory that cleaners empty: ``$FACEPRINT_HOME`` when that is set, else the user
@@ -51,6 +54,7 @@ class Settings:
     gallery: str | None = None
     data_dir: Path | None = None  # None: home (Settings built by hand)
     legacy_gallery: Path | None = None
+    test_sleep_before_commit: float = 0.0
 
     @property
     def default_gallery(self) -> Path:
@@ -75,6 +79,10 @@ class Settings:
             max_pixels = int(e.get("FACEPRINT_MAX_PIXELS") or DEFAULT_MAX_PIXELS)
         except ValueError:
             max_pixels = DEFAULT_MAX_PIXELS
+        try:
+            sleep = max(0.0, float(e.get("FACEPRINT_TEST_SLEEP_BEFORE_COMMIT") or 0.0))
+        except ValueError:
+            sleep = 0.0
         return cls(
             home=home,
             cache_dir=cache,
@@ -86,6 +94,7 @@ class Settings:
             gallery=e.get("FACEPRINT_GALLERY") or None,
             data_dir=data_dir,
             legacy_gallery=None if legacy is None else legacy / "gallery.sqlite",
+            test_sleep_before_commit=sleep,
         )
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import missing_data
 from faceprint.detection import Detector
 from faceprint.errors import ModelUnavailableError
 from faceprint.io import load_image
@@ -19,7 +20,7 @@ def make(name: str) -> Detector:
         try:
             _CACHE[name] = detectors.create(name)
         except ModelUnavailableError as exc:
-            pytest.skip(f"model for {name} not available: {exc}")
+            missing_data(f"model for {name} not available: {exc}")
     return _CACHE[name]
 
 

@@ -135,8 +135,7 @@ def test_missing_weights_raise_model_unavailable(tmp_path: Path) -> None:
 
 
 def test_found_through_the_model_catalogue(weights: Path) -> None:
-    if "mtcnn" not in models.CATALOG:
-        pytest.skip("no 'mtcnn' entry in faceprint.models.CATALOG yet")
+    assert "mtcnn" in models.CATALOG
     det = mt.MtcnnDetector()
     assert det.detect(np.zeros((1, 1, 3), np.uint8)) == []
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from conftest import missing_data
 from faceprint.detection.yunet import YuNetDetector
 from faceprint.evaluation.metrics import NO_FACE_SCORE
 from faceprint.evaluation.pairs import central_face, read_pairs
@@ -135,7 +136,7 @@ def test_report_from_lfw_pairs(lfw: Path, yunet_model: Path, tmp_path: Path) -> 
 def test_thumbnails_follow_thumb_size(lfw: Path, tmp_path: Path, size: int) -> None:
     photo = next(iter(sorted((lfw / "Abdullah_Gul").glob("*.jpg"))), None)
     if photo is None:
-        pytest.skip(f"no photo of Abdullah_Gul under {lfw}")
+        missing_data(f"no photo of Abdullah_Gul under {lfw}")
     out = write_report(
         tmp_path / "r.html",
         title="t",

@@ -170,8 +170,7 @@ def test_catalogue_lookup(variant: str) -> None:
     """Without ``model_path`` the file comes from the catalogue (FACEPRINT_MODELS here)."""
     from faceprint import models
 
-    if "scrfd" not in models.CATALOG:
-        pytest.skip("the model catalogue has no 'scrfd' entry yet")
+    assert "scrfd" in models.CATALOG
     need(MODELS / MODEL_FILES[variant])
     det = ScrfdDetector(model=variant)
     assert det.model_path.name == MODEL_FILES[variant]

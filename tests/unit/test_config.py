@@ -23,3 +23,10 @@ def test_settings_defaults() -> None:
     assert not s.offline and s.max_pixels == DEFAULT_MAX_PIXELS and s.model_dirs == ()
     assert s.detector is None and s.cache_dir == s.home / "models"
     assert Settings.from_env({"FACEPRINT_OFFLINE": "no"}).offline is False
+
+
+def test_test_sleep_before_commit_is_off_unless_set() -> None:
+    assert Settings.from_env({}).test_sleep_before_commit == 0.0
+    assert Settings.from_env({"FACEPRINT_TEST_SLEEP_BEFORE_COMMIT": "2.5"}).test_sleep_before_commit == 2.5
+    for bad in ("soon", "-3"):
+        assert Settings.from_env({"FACEPRINT_TEST_SLEEP_BEFORE_COMMIT": bad}).test_sleep_before_commit == 0.0

@@ -9,6 +9,9 @@ Evaluation time is embedding time, so every evaluator goes through :func:`embed_
   worker *processes* (``spawn``: each builds its own pipeline from a :class:`PipelineSpec`
   with one onnxruntime thread), which on this project's 2-core machine beats one process
   with two intra-op threads because detection and decoding run in parallel too;
+* **several pipelines in one pass** (:func:`embed_images_each`): each image is read once
+  and run through every pipeline's detector; pipelines that share an embedder share one
+  model, and the crops of a chunk of images are embedded in one batch;
 * **one face per image**: ``pick="central"`` takes the face nearest the image centre
   (LFW labels that one), ``"largest"`` the largest (a user's own labelled photos). The
   number of faces the detector found is kept, so reports can say how many images held
@@ -32,10 +35,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..alignment import align_face
+from ..embedding import Embedder
 from ..errors import FaceprintError
 from ..recognizer import Recognizer
 from ..selection import central_face, largest_face
-from ..types import Box, Face
+from ..types import Box, Face, Image
 
 PICKS = ("central", "largest")
 #: Images per task sent to a worker process: large enough to amortise the round trip,
@@ -53,15 +58,21 @@ class PipelineSpec:
     detector_options: Mapping[str, Any] = field(default_factory=dict)
     embedder_options: Mapping[str, Any] = field(default_factory=dict)
 
-    def build(self, threads: int | None = None) -> Recognizer:
+    def build(self, threads: int | None = None, embedder: Embedder | None = None) -> Recognizer:
+        """The recognizer; ``embedder`` is a ready one to use instead of building this
+        spec's (pipelines with the same embedder share its model)."""
         return Recognizer(
             self.detector,
-            self.embedder,
+            self.embedder if embedder is None else embedder,
             flip=self.flip,
             detector_options=dict(self.detector_options) or None,
-            embedder_options=dict(self.embedder_options) or None,
+            embedder_options=None if embedder is not None else dict(self.embedder_options) or None,
             threads=threads,
         )
+
+    def embedder_key(self) -> str:
+        """Specs with equal keys make identical embedders."""
+        return repr((self.embedder, sorted(self.embedder_options.items())))
 
 
 def pipeline_names(pipeline: PipelineSpec | Recognizer) -> tuple[str, str]:
@@ -109,33 +120,71 @@ def _pick(faces: list[Face], shape: tuple[int, ...], pick: str) -> Face | None:
     return largest_face(faces) if pick == "largest" else central_face(faces, shape)
 
 
-def _embed_one(rec: Recognizer, path: Path, sha: str, pick: str) -> ImageResult:
+Pipeline = PipelineSpec | Recognizer
+#: A task: (path, sha256 key, indices of the pipelines that still need the image).
+_Item = tuple[str, str, tuple[int, ...]]
+
+
+def _build_all(pipelines: Sequence[Pipeline], threads: int | None) -> list[Recognizer]:
+    """A recognizer per pipeline; specs with the same embedder share one embedder object."""
+    shared: dict[str, Embedder] = {}
+    recs = []
+    for pl in pipelines:
+        if isinstance(pl, Recognizer):
+            recs.append(pl)
+            continue
+        rec = pl.build(threads, shared.get(pl.embedder_key()))
+        shared.setdefault(pl.embedder_key(), rec.embedder)
+        recs.append(rec)
+    return recs
+
+
+def _embed_chunk(
+    recs: Sequence[Recognizer], items: Sequence[_Item], pick: str
+) -> list[tuple[int, ImageResult]]:
+    """(pipeline index, result) for every wanted pipeline of every image in ``items``: each
+    image read once, the chosen crops of recognizers sharing an embedder (and flip setting)
+    embedded in one call."""
     from ..io import load_image
 
-    try:
-        img = load_image(path)
-    except (FaceprintError, OSError) as exc:
-        return ImageResult(path, sha, None, None, 0, str(exc))
-    faces = rec.detector.detect(img)
-    chosen = _pick(faces, img.shape, pick)
-    if chosen is None:
-        return ImageResult(path, sha, None, None, 0)
-    (f,) = rec.embed(img, [chosen])
-    vec = np.asarray(f.embedding, dtype=np.float32)
-    return ImageResult(path, sha, vec, f.box, len(faces))
+    out: list[tuple[int, ImageResult]] = []
+    batches: dict[tuple[int, bool], list[tuple[Image, int, Path, str, Box, int]]] = {}
+    for path_s, sha, wanted in items:
+        path = Path(path_s)
+        try:
+            img = load_image(path)
+        except (FaceprintError, OSError) as exc:
+            out.extend((j, ImageResult(path, sha, None, None, 0, str(exc))) for j in wanted)
+            continue
+        for j in wanted:
+            rec = recs[j]
+            faces = rec.detector.detect(img)
+            chosen = _pick(faces, img.shape, pick)
+            if chosen is None:
+                out.append((j, ImageResult(path, sha, None, None, 0)))
+                continue
+            crop = align_face(img, chosen, rec.embedder.templates)
+            batches.setdefault((id(rec.embedder), rec.flip), []).append(
+                (crop, j, path, sha, chosen.box, len(faces))
+            )
+    for batch in batches.values():
+        vecs = recs[batch[0][1]].embed_crops([b[0] for b in batch])
+        for (_, j, path, sha, box, n), vec in zip(batch, vecs, strict=True):
+            out.append((j, ImageResult(path, sha, np.asarray(vec, dtype=np.float32), box, n)))
+    return out
 
 
-_WORKER: dict[str, Recognizer] = {}
+_WORKER: dict[str, list[Recognizer]] = {}
 
 
-def _worker_init(spec: PipelineSpec, env: dict[str, str]) -> None:
+def _worker_init(specs: list[PipelineSpec], env: dict[str, str]) -> None:
     os.environ.update(env)
-    _WORKER["rec"] = spec.build(threads=1)
+    _WORKER["recs"] = _build_all(specs, threads=1)
 
 
-def _worker_run(task: tuple[list[tuple[str, str]], str]) -> list[ImageResult]:
+def _worker_run(task: tuple[list[_Item], str]) -> list[tuple[int, ImageResult]]:
     items, pick = task
-    return [_embed_one(_WORKER["rec"], Path(p), sha, pick) for p, sha in items]
+    return _embed_chunk(_WORKER["recs"], items, pick)
 
 
 def file_sha256(path: Path) -> str:
@@ -181,7 +230,7 @@ def _pipeline_key(pipeline: PipelineSpec | Recognizer) -> str:
 
 
 def embed_images(
-    pipeline: PipelineSpec | Recognizer,
+    pipeline: Pipeline,
     paths: Sequence[Path],
     pick: str = "central",
     workers: int | None = None,
@@ -196,8 +245,31 @@ def embed_images(
     (counting every path, duplicates included). ``cache`` answers images embedded by an
     earlier call of the same run. Returns a result for every path.
     """
+    caches = None if cache is None else [cache]
+    return embed_images_each([pipeline], paths, pick, workers, progress, caches)[0]
+
+
+def embed_images_each(
+    pipelines: Sequence[Pipeline],
+    paths: Sequence[Path],
+    pick: str = "central",
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    caches: Sequence[EmbeddingCache] | None = None,
+) -> list[dict[Path, ImageResult]]:
+    """:func:`embed_images` for several pipelines in one pass over the images: each image
+    is read once, run through every pipeline that still needs it, and the crops of
+    pipelines sharing an embedder are embedded together. ``caches`` has one cache per
+    pipeline. ``progress(n)`` is called as images complete for every pipeline. Returns one
+    result dict per pipeline, in order. With any ready :class:`Recognizer` among the
+    pipelines, everything runs in this process.
+    """
     if pick not in PICKS:
         raise ValueError(f"pick must be one of {', '.join(PICKS)}, got {pick!r}")
+    if not pipelines:
+        raise ValueError("no pipelines to embed with")
+    if caches is not None and len(caches) != len(pipelines):
+        raise ValueError(f"{len(pipelines)} pipelines but {len(caches)} caches")
     paths = [Path(p) for p in paths]
     # An unreadable file gets a key of its own, so the embedder reports why it failed.
     keys = {p: file_sha256(p) or f"unreadable:{p}" for p in paths}
@@ -207,38 +279,49 @@ def embed_images(
         unique.setdefault(keys[p], p)
         copies[keys[p]] = copies.get(keys[p], 0) + 1
     n_workers = default_workers() if workers is None else max(1, int(workers))
-    by_key: dict[str, ImageResult] = {}
-    pkey = _pipeline_key(pipeline)
+    by_key: list[dict[str, ImageResult]] = [{} for _ in pipelines]
+    pkeys = [_pipeline_key(pl) for pl in pipelines]
+    pending = {k: len(pipelines) for k in unique}
 
-    def done(results: list[ImageResult]) -> None:
-        for r in results:
-            by_key[r.sha256] = r
-            if cache is not None and not r.sha256.startswith("unreadable:"):
-                cache.put((r.sha256, pick, pkey), r)
-            if progress is not None:
-                progress(copies[r.sha256])
+    def done(j: int, r: ImageResult) -> None:
+        by_key[j][r.sha256] = r
+        if caches is not None and not r.sha256.startswith("unreadable:"):
+            caches[j].put((r.sha256, pick, pkeys[j]), r)
+        pending[r.sha256] -= 1
+        if progress is not None and pending[r.sha256] == 0:
+            progress(copies[r.sha256])
 
-    todo = []
+    todo: list[_Item] = []
     for k, p in unique.items():
-        hit = cache.get((k, pick, pkey)) if cache is not None else None
-        if hit is not None:
-            done([hit])
-        else:
-            todo.append((str(p), k))
+        wanted = []
+        for j in range(len(pipelines)):
+            hit = caches[j].get((k, pick, pkeys[j])) if caches is not None else None
+            if hit is not None:
+                done(j, hit)
+            else:
+                wanted.append(j)
+        if wanted:
+            todo.append((str(p), k, tuple(wanted)))
 
-    if isinstance(pipeline, Recognizer) or n_workers == 1 or len(todo) < 2 * CHUNK:
-        rec = pipeline if isinstance(pipeline, Recognizer) else pipeline.build()
-        for path, key in todo:
-            done([_embed_one(rec, Path(path), key, pick)])
+    chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
+    specs = [pl for pl in pipelines if isinstance(pl, PipelineSpec)]
+    if len(specs) < len(pipelines) or n_workers == 1 or len(todo) < 2 * CHUNK:
+        recs = _build_all(pipelines, threads=None)
+        for chunk in chunks:
+            for j, r in _embed_chunk(recs, chunk, pick):
+                done(j, r)
     else:
-        chunks = [(todo[i : i + CHUNK], pick) for i in range(0, len(todo), CHUNK)]
         env = {k: v for k, v in os.environ.items() if k.startswith("FACEPRINT_")}
         ctx = mp.get_context("spawn")
-        with ctx.Pool(min(n_workers, len(chunks)), _worker_init, (pipeline, env)) as pool:
-            for results in pool.imap(_worker_run, chunks):
-                done(results)
-    out: dict[Path, ImageResult] = {}
-    for p in paths:
-        r = by_key[keys[p]]
-        out[p] = r if r.path == p else ImageResult(p, r.sha256, r.vector, r.box, r.faces, r.error)
-    return out
+        with ctx.Pool(min(n_workers, len(chunks)), _worker_init, (specs, env)) as pool:
+            for results in pool.imap(_worker_run, [(c, pick) for c in chunks]):
+                for j, r in results:
+                    done(j, r)
+    outs: list[dict[Path, ImageResult]] = []
+    for j in range(len(pipelines)):
+        out: dict[Path, ImageResult] = {}
+        for p in paths:
+            r = by_key[j][keys[p]]
+            out[p] = r if r.path == p else ImageResult(p, r.sha256, r.vector, r.box, r.faces, r.error)
+        outs.append(out)
+    return outs

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import mask_url
 from ..errors import GalleryError, MissingExtraError
-from .records import upgrade_calibration, upgrade_model_id
+from .records import pause_before_commit, upgrade_calibration, upgrade_model_id
 
 if TYPE_CHECKING:
     import psycopg
@@ -286,6 +286,7 @@ class PgConnection:
             yield (row[0], row[1]) if row else (None, None)
             if self._pinned is None:
                 conn.execute("UPDATE faceprint.meta SET generation = generation + 1 WHERE id = 1")
+                pause_before_commit(conn, "faceprint.faces")
 
     def _writing(self, what: str, body: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``body`` inside one locked write transaction (see :meth:`_write`)."""

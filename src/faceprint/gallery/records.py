@@ -20,6 +20,8 @@ dimension, finite float32 vectors per enrolment) and :func:`now_iso` (``added_at
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -30,9 +32,12 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from ..config import get_settings
 from ..errors import GalleryError, IncompatibleEmbeddingError
 from ..models import get_spec
 from ..types import UNKNOWN, Box
+
+log = logging.getLogger(__name__)
 
 #: Version of the export file format (``Gallery.export``); bumped on incompatible change.
 EXPORT_FORMAT_VERSION = 1
@@ -235,3 +240,15 @@ def check_vectors(location: str, faces: Sequence[FaceRecord]) -> tuple[str, int,
                 f"got shape {v.shape} for face {f.face_id}"
             )
     return model, dim, vecs
+
+
+def pause_before_commit(conn: Any, faces_table: str) -> None:
+    """Test hook, off unless ``FACEPRINT_TEST_SLEEP_BEFORE_COMMIT`` is set: every backend
+    calls it inside a write transaction (DB-API ``conn``) after its writes, just before
+    COMMIT. It logs how many faces the open transaction sees (proof the writes happened)
+    and sleeps, so a durability test can SIGKILL the process inside the transaction."""
+    pause = get_settings().test_sleep_before_commit
+    if pause > 0:
+        n = conn.execute(f"SELECT count(*) FROM {faces_table}").fetchone()[0]
+        log.warning("test hook: %d faces in the open transaction; sleeping %g s before COMMIT", n, pause)
+        time.sleep(pause)

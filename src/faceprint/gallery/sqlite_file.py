@@ -52,7 +52,7 @@ from pathlib import Path
 
 from ..errors import GalleryError
 from ..files import PRIVATE_FILE_MODE, make_private_dir
-from .records import upgrade_calibration, upgrade_model_id
+from .records import pause_before_commit, upgrade_calibration, upgrade_model_id
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +341,7 @@ class SqliteFile:
             try:
                 yield conn
                 conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                pause_before_commit(conn, "faces")
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:

@@ -1,24 +1,30 @@
-"""Durability with real processes and real files: SIGKILL in the middle of a large
-enrolment, two writers at once, a corrupt file, a read-only directory."""
+"""Durability with real processes and real files: SIGKILL inside an enrolment's transaction
+(SQLite and PostgreSQL), two writers at once, a corrupt file, a read-only directory."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from contextlib import closing
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from conftest import LFW, need
 from faceprint.errors import GalleryError
-from faceprint.gallery import open_gallery
+from faceprint.gallery import open_gallery, open_store
 from faceprint.gallery.gallery import Gallery
-from faceprint.gallery.index import ann_available, open_index
 from faceprint.gallery.sqlite import SqliteStore
 from faceprint.recognizer import Recognizer
 
@@ -67,45 +73,98 @@ def child(gallery: Path, plan: list[tuple[str, list[str]]]) -> subprocess.Popen[
     )
 
 
-def test_sigkill_mid_enrolment_leaves_whole_people_and_an_agreeing_index(
-    tmp_path: Path, recognizer: Recognizer
+#: The killed child: one ``enroll`` call (one transaction) with the test hook on, so it
+#: stops inside the transaction, after its writes and before COMMIT, and says so on stderr.
+KILLED_CHILD = r"""
+import json, logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+from faceprint.gallery import open_gallery, open_store
+name, paths = json.loads(sys.argv[2])
+rep = open_gallery(sys.argv[1]).enroll(name, paths, face="largest")
+print("committed", len(rep.added), flush=True)
+"""
+HOOK = re.compile(r"test hook: (\d+) faces in the open transaction; sleeping")
+
+
+def _wait_for(stream: IO[str], pattern: re.Pattern[str], timeout: float) -> tuple[re.Match[str] | None, str]:
+    """The first line of ``stream`` matching ``pattern`` (read on a thread, so a child that
+    hangs cannot hang the test; ``None`` at the end of the stream or after ``timeout``), and
+    everything read up to it."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for ln in stream:
+            lines.put(ln)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None, "".join(seen)
+        if line is None:
+            return None, "".join(seen)
+        seen.append(line)
+        m = pattern.search(line)
+        if m:
+            return m, "".join(seen)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_sigkill_inside_the_enrolment_transaction_leaves_the_person_out(
+    tmp_path: Path, recognizer: Recognizer, backend: str
 ) -> None:
-    plan = lfw_plan(200, 4)
-    path = tmp_path / "g.sqlite"
-    proc = child(path, plan)
-    done: dict[str, int] = {}
-    assert proc.stdout is not None
-    while len(done) < len(plan) // 3:
-        line = proc.stdout.readline()
-        assert line, f"child ended early: {proc.wait()} {proc.stderr.read() if proc.stderr else ''}"
-        rec = json.loads(line)
-        done[rec["name"]] = rec["added"]
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    done.update({json.loads(ln)["name"]: json.loads(ln)["added"] for ln in proc.stdout.read().splitlines()})
-    assert len(done) < len(plan), "the child finished before it was killed"
+    """A child enrols one person; the test hook holds it after the writes, before COMMIT;
+    it is SIGKILLed there. The reopened gallery is as before the call (the person absent,
+    not half there), and enrolling the person again works."""
+    if backend == "postgres":
+        from .pg import shared_server
 
-    store = SqliteStore(path)
-    people = {p.name: p.faces for p in store.people()}
-    order = [name for name, _ in plan]
-    # only whole calls: the finished ones, plus at most the one in flight when killed
-    assert set(done) <= set(people) <= set(order[: len(done) + 1])
-    for name, n in done.items():
-        assert people[name] == n
-    paths = dict(plan)
-    for name in set(people) - set(done):
-        with_face = [p for p in paths[name] if recognizer.detect(p)]
-        assert people[name] == len(with_face), f"{name}: half-written ({people[name]} of {len(with_face)})"
+        location = shared_server().create_database()
+    else:
+        location = str(tmp_path / "g.sqlite")
+    with open_gallery(location, recognizer) as g:
+        g.enroll("biden", [KNN / "train" / "biden" / "biden.jpg"])
+        generation = g.store.snapshot().generation
+    (name, photos), *_ = lfw_plan(4, 4)
+    with_face = [p for p in photos if recognizer.detect(p)]
+    assert len(with_face) >= 2
+    env = {**os.environ, "FACEPRINT_TEST_SLEEP_BEFORE_COMMIT": "600"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CHILD, location, json.dumps([name, photos])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        m, err = _wait_for(proc.stderr, HOOK, timeout=300)
+        assert m is not None, f"the child never reached the hook: {err}"
+        # the writes really happened, inside the open transaction: it sees biden + the new faces
+        assert int(m.group(1)) == 1 + len(with_face), err
+        other = open_store(location)  # and no one else sees them before COMMIT
+        try:
+            assert {p.name: p.faces for p in other.people()} == {"biden": 1}
+        finally:
+            other.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert proc.stdout is not None and "committed" not in proc.stdout.read()
 
-    snap = store.snapshot()
-    assert len(snap.face_ids) == sum(people.values())
-    g = Gallery(store, recognizer)
-    hits = g.store.search_faces(snap.vectors, 1)
-    assert [h[0][0] for h in hits] == list(snap.face_ids)
-    if ann_available():  # the HNSW file the child left may be behind or half-saved: never trusted blindly
-        _, rows = open_index(snap, store.index_path, kind="ann").search(snap.vectors, 1)
-        assert rows[:, 0].tolist() == list(range(len(snap.face_ids)))
-    store.close()
+    with open_gallery(location, recognizer) as g:
+        assert {p.name: p.faces for p in g.people()} == {"biden": 1}, "half-written or committed"
+        snap = g.store.snapshot()
+        assert len(snap.face_ids) == 1 and snap.generation == generation
+        rep = g.enroll(name, photos, face="largest")
+        assert len(rep.added) == len(with_face)
+        assert {p.name: p.faces for p in g.people()} == {"biden": 1, name: len(with_face)}
+        snap = g.store.snapshot()
+        assert [h[0][0] for h in g.store.search_faces(snap.vectors, 1)] == list(snap.face_ids)
+    if backend == "sqlite":
+        with closing(sqlite3.connect(location)) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 def test_two_processes_enrolling_at_once_lose_nothing(tmp_path: Path) -> None:
