@@ -241,7 +241,12 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
     """A rich progress bar on stderr; yields ``advance(n)``. Only on a terminal: piped or
     logged stderr gets the errors and notes, not a bar's leftovers."""
     if not enabled or not err.is_terminal:
-        yield lambda n=1: None
+
+        def skip(n: int = 1) -> None:
+            pass
+
+        skip.set_total = lambda t: None  # type: ignore[attr-defined]
+        yield skip
         return
     with Progress(
         TextColumn("{task.description}"),

@@ -112,22 +112,23 @@ def enroll(
         )
     metadata = _meta(meta or [])
     g = _open(gallery, detector, embedder, create=True)
-    reports: list[Any] = []
-    try:
-        with g:
+    with g:
+        before = {p.name: p.faces for p in g.people()}
+        try:
             if from_dir is not None:
                 n = sum(1 for d in from_dir.glob("*/*") if d.is_file()) if from_dir.is_dir() else 0
                 with common.progress_bar("enrolling", n, n > 3) as adv:
-                    g.enroll_dir(from_dir, face=choice, progress=adv, on_commit=reports.append)
+                    reports = g.enroll_dir(from_dir, face=choice, progress=adv)
             else:
                 assert name is not None and images is not None
                 with common.progress_bar(f"enrolling {name}", len(images), len(images) > 3) as adv:
-                    reports.append(g.enroll(name, list(images), face=choice, metadata=metadata, progress=adv))
-    except KeyboardInterrupt:
-        # Each person is one transaction: those reported are in, the one cut off is not.
-        done = sum(1 for r in reports if r.added)
-        common.err.print(f"interrupted: {done} people enrolled, the rest not", markup=False)
-        raise typer.Exit(130) from None
+                    reports = [g.enroll(name, list(images), face=choice, metadata=metadata, progress=adv)]
+        except KeyboardInterrupt:
+            # Each person is one transaction, so each is either in or not: count them in the
+            # gallery itself (a report may not have been made when the interrupt came).
+            done = sum(p.faces > before.get(p.name, 0) for p in g.people())
+            common.err.print(f"interrupted: {done} people enrolled, the rest not", markup=False)
+            raise typer.Exit(130) from None
     if as_json:
         common.print_json({"gallery": g.store.location, "reports": [r.to_dict() for r in reports]})
     else:

@@ -24,7 +24,7 @@ beside it until there are enough to justify a rebuild).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,25 +107,15 @@ class Gallery:
         return commit(self.store, self.model, name, pending, metadata)
 
     def enroll_dir(
-        self,
-        root: str | Path,
-        face: FaceChoice = "single",
-        progress: Progress | None = None,
-        on_commit: Callable[[EnrollReport], None] | None = None,
+        self, root: str | Path, face: FaceChoice = "single", progress: Progress | None = None
     ) -> list[EnrollReport]:
         """Enrol ``root/<name>/<images>``: one transaction per person, while detection and
-        embedding run in batches that span people (LFW-like folders hold 1-2 photos).
-        ``on_commit`` sees each person's report as soon as it is committed, so a caller
-        interrupted midway (Ctrl-C) can say who is in and who is not."""
+        embedding run in batches that span people (LFW-like folders hold 1-2 photos)."""
         plan = plan_dir(root)
         self.check_model()
         check_face_choice(face)
-        reports = []
-        for n, p in extract(self.recognizer, self.model, self.store, plan, face, progress):
-            reports.append(commit(self.store, self.model, n, p, None))
-            if on_commit is not None:
-                on_commit(reports[-1])
-        return reports
+        people = extract(self.recognizer, self.model, self.store, plan, face, progress)
+        return [commit(self.store, self.model, n, p, None) for n, p in people]
 
     # -- search -----------------------------------------------------------------------
     def operating_point(self, threshold: float | None = None) -> OperatingPoint:

@@ -277,7 +277,8 @@ def open_set_threshold(model: str, gallery_size: int, far: float = DEFAULT_FAR) 
     has one face or scores are aggregated per person (a person scored by ``"max"`` over
     m faces is up to m comparisons, so passing the face count is the conservative
     choice). K = 0 is treated as 1. Raises :class:`GalleryError` when no distribution is
-    shipped for ``model``, ``ValueError`` for ``far`` outside (0, 1) or K < 0.
+    shipped for ``model``, :class:`InvalidArgumentError` (a ValueError) for ``far``
+    outside (0, 1) or K < 0.
     """
     if not 0.0 < far < 1.0:
         raise InvalidArgumentError(f"far must be in (0, 1), got {far}")
