@@ -13,6 +13,7 @@ with exit code 1. Each message says what was expected and what was found.
     ├── MultipleFacesError         several faces where exactly one was required (--strict)
     ├── ModelUnavailableError      a model file is missing, corrupt, or cannot be downloaded
     ├── UnknownComponentError      an unknown detector/embedder name (lists the valid ones)
+    ├── InvalidArgumentError       an argument value out of its range (also a ValueError)
     ├── MissingExtraError          an optional dependency is not installed (names the extra)
     ├── AlignmentError             landmarks that cannot be aligned to the embedder's template
     ├── EvaluationError            a malformed pairs file or dataset layout
@@ -53,6 +54,13 @@ class UnknownComponentError(FaceprintError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class InvalidArgumentError(FaceprintError, ValueError):
+    """An argument value outside what the function accepts (a negative count, a
+    threshold that is not a cosine similarity, a rate outside (0, 1)); the message names
+    the argument, the range and the value found. A ValueError too, so callers that
+    catch ValueError keep working; the CLI reports it as a usage error (exit 2)."""
 
 
 class MissingExtraError(FaceprintError, ImportError):

@@ -81,8 +81,11 @@ def test_decompression_bomb_on_cli(tmp_path: Path) -> None:
 
 
 def test_unknown_detector_lists_valid_ones(bad_files: dict[str, Path]) -> None:
+    """A mistyped name is a usage error: exit 2, one line that lists the valid names."""
     res = run_cli("detect", str(bad_files["noface"]), "--detector", "retina")
-    assert_clean_error(res, "hog", "yunet")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error:") and "hog" in line and "yunet" in line
 
 
 def test_missing_model_says_how_to_get_it(bad_files: dict[str, Path], tmp_path: Path) -> None:

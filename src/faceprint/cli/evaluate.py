@@ -20,13 +20,13 @@ eval_app = typer.Typer(
     help="Measure accuracy: LFW pairs, your own folders, 1:N identification.", no_args_is_help=True
 )
 
-DetectorOpt = Annotated[str | None, typer.Option("--detector", "-d", help="detector (default: yunet)")]
-EmbedderOpt = Annotated[str | None, typer.Option("--embedder", "-e", help="embedder (default: dlib-onnx)")]
+DetectorOpt = common.DetectorOpt
+EmbedderOpt = common.EmbedderOpt
 FlipOpt = Annotated[bool, typer.Option(help="flip test-time augmentation")]
 JsonOut = Annotated[Path | None, typer.Option("--json", help="write the full result as JSON here")]
 PlotsOpt = Annotated[Path | None, typer.Option("--plots", help="write PNG plots into this directory")]
 ReportOpt = Annotated[Path | None, typer.Option("--report", help="write a self-contained HTML report here")]
-WorkersOpt = Annotated[int | None, typer.Option(help="worker processes (default: one per core)")]
+WorkersOpt = common.WorkersOpt
 ExcludeOpt = Annotated[
     bool,
     typer.Option(
@@ -35,15 +35,20 @@ ExcludeOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option(help="seed of the pair sampling / split")]
 DirOpt = Annotated[Path, typer.Option("--dir", help="labelled faces: DIR/<person>/<image>")]
-FaceOpt = Annotated[
-    str, typer.Option("--face", help="which face of a photo: largest, or central (LFW-style photos)")
-]
 
 
 def _face(face: str) -> str:
     if face not in ("largest", "central"):
-        raise common.fail(f"--face expects 'largest' or 'central', got {face!r}")
+        raise typer.BadParameter(f"expected 'largest' or 'central', got {face!r}")
     return face
+
+
+FaceOpt = Annotated[
+    str,
+    typer.Option(
+        "--face", help="which face of a photo: largest, or central (LFW-style photos)", callback=_face
+    ),
+]
 
 
 def _spec(detector: str | None, embedder: str | None, flip: bool) -> Any:
@@ -151,7 +156,7 @@ def pairs_cmd(
         rep = evaluate_dir(
             _spec(detector, embedder, flip), dir, per_class=per_class, seed=seed,
             exclude_failures=exclude_failures, workers=workers, plots_dir=plots, report_path=report,
-            progress=adv, on_total=adv.set_total, face=_face(face),
+            progress=adv, on_total=adv.set_total, face=face,
         )  # fmt: skip
     _write_json(json_out, rep)
     common.out.print(f"pairs from {dir}: {rep['people']} people, seed {seed}")
@@ -167,8 +172,14 @@ def identification(
     unknown_fraction: Annotated[float, typer.Option(help="fraction of people held out as strangers")] = 0.2,
     seed: SeedOpt = 0,
     face: FaceOpt = "largest",
-    threshold: Annotated[float | None, typer.Option(help="fixed threshold (default: open-set)")] = None,
-    far: Annotated[float | None, typer.Option(help="target stranger false-alarm rate (default 0.01)")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="fixed threshold in [-1, 1] (default: open-set)", callback=common.check_similarity),
+    ] = None,
+    far: Annotated[
+        float | None,
+        typer.Option(help="target stranger false-alarm rate (default 0.01)", callback=common.check_rate),
+    ] = None,
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
     flip: FlipOpt = False,
@@ -184,7 +195,7 @@ def identification(
         rep = evaluate_identification(
             _spec(detector, embedder, flip), dir, gallery_per_person=gallery_per_person,
             unknown_fraction=unknown_fraction, seed=seed, threshold=threshold, far=far, workers=workers,
-            plots_dir=plots, report_path=report, progress=adv, on_total=adv.set_total, face=_face(face),
+            plots_dir=plots, report_path=report, progress=adv, on_total=adv.set_total, face=face,
         )  # fmt: skip
     _write_json(json_out, rep)
     o = common.out
@@ -219,7 +230,8 @@ def calibrate(
         float,
         typer.Option(
             help="target 1:1 false-accept rate, e.g. 1e-3: the fraction of different-person pairs "
-            "whose similarity passes the threshold (verify)"
+            "whose similarity passes the threshold (verify)",
+            callback=common.check_rate,
         ),
     ],
     dir: Annotated[Path | None, typer.Option("--dir", help="labelled faces: DIR/<person>/<image>")] = None,
@@ -258,6 +270,7 @@ def calibrate(
     if gallery is not None:
         from ..gallery import open_gallery
 
+        gallery = common.existing_gallery(gallery)  # calibrate stores into a gallery, never makes one
         with open_gallery(gallery) as g:  # fail fast on a gallery bound to another model
             bound = g.store.model()
             if bound is not None:
@@ -274,7 +287,7 @@ def calibrate(
     with common.progress_bar("embedding", None) as adv:
         rec = run_calibration(
             _spec(detector, embedder, flip), far, dir=dir, pairs=pairs, root=root, seed=seed, workers=workers,
-            progress=adv, on_total=adv.set_total, face=_face(face), fit_impostors=gallery is not None,
+            progress=adv, on_total=adv.set_total, face=face, fit_impostors=gallery is not None,
         )  # fmt: skip
     op = None
     if gallery is not None:

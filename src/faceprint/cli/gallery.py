@@ -42,13 +42,27 @@ GalleryOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-DetectorOpt = Annotated[str | None, typer.Option("--detector", "-d", help="detector name")]
-EmbedderOpt = Annotated[str | None, typer.Option("--embedder", "-e", help="embedder name")]
+DetectorOpt = common.DetectorOpt
+EmbedderOpt = common.EmbedderOpt
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="cosine similarity threshold in [-1, 1] (default: the gallery's)",
+        callback=common.check_similarity,
+    ),
+]
+#: Images decoded at a time by identify (bounds memory; each chunk is one batch).
+CHUNK = 32
 
 
-def _open(location: str | None, detector: str | None = None, embedder: str | None = None) -> Gallery:
+def _open(
+    location: str | None, detector: str | None = None, embedder: str | None = None, create: bool = False
+) -> Gallery:
+    """The gallery at ``location``; only ``create`` (enroll, import) may start a new one."""
     from ..gallery import open_gallery
 
+    if not create:
+        location = common.existing_gallery(location)
     rec = None
     if detector is not None or embedder is not None:
         from ..recognizer import Recognizer
@@ -57,15 +71,20 @@ def _open(location: str | None, detector: str | None = None, embedder: str | Non
     return open_gallery(location, rec)
 
 
+def _check_face(face: str) -> str:
+    if face not in ("single", "largest", "central"):
+        try:
+            if int(face) < 0:
+                raise ValueError
+        except ValueError:
+            raise typer.BadParameter(
+                f"expected 'single', 'largest', 'central' or a face index (0, 1, ...), got {face!r}"
+            ) from None
+    return face
+
+
 def _face_choice(face: str) -> str | int:
-    if face in ("single", "largest", "central"):
-        return face
-    try:
-        return int(face)
-    except ValueError:
-        raise common.fail(
-            f"--face expects 'single', 'largest', 'central' or a face index, got {face!r}"
-        ) from None
+    return face if face in ("single", "largest", "central") else int(face)
 
 
 def _meta(pairs: list[str]) -> dict[str, str]:
@@ -73,7 +92,7 @@ def _meta(pairs: list[str]) -> dict[str, str]:
     for p in pairs:
         key, sep, value = p.partition("=")
         if not sep or not key:
-            raise common.fail(f"--meta expects KEY=VALUE, got {p!r}")
+            raise common.usage(f"--meta expects KEY=VALUE, got {p!r}")
         out[key] = value
     return out
 
@@ -89,7 +108,11 @@ def enroll(
         Path | None, typer.Option(help="enrol DIR/<name>/*.jpg, one folder per person")
     ] = None,
     face: Annotated[
-        str, typer.Option(help="single (refuse several faces), largest, central, or an index")
+        str,
+        typer.Option(
+            help="single (refuse several faces), largest, central, or the #N that detect prints",
+            callback=_check_face,
+        ),
     ] = "single",
     meta: Annotated[list[str] | None, typer.Option(help="KEY=VALUE metadata (repeatable)")] = None,
     gallery: GalleryOpt = None,
@@ -100,21 +123,30 @@ def enroll(
     """Enrol a person from one or more photos (or a folder per person with --from-dir)."""
     choice = _face_choice(face)
     if from_dir is not None and (name or images):
-        raise common.fail("give either NAME IMAGES... or --from-dir DIR, not both")
+        raise common.usage("give either NAME IMAGES... or --from-dir DIR, not both")
     if from_dir is None and (not name or not images):
-        raise common.fail("expected NAME and at least one image (or --from-dir DIR)")
-    g = _open(gallery, detector, embedder)
+        raise common.usage(
+            "expected NAME and at least one image, or --from-dir DIR (see 'faceprint enroll --help')"
+        )
+    metadata = _meta(meta or [])
+    g = _open(gallery, detector, embedder, create=True)
     with g:
-        if from_dir is not None:
-            n = sum(1 for d in from_dir.glob("*/*") if d.is_file()) if from_dir.is_dir() else 0
-            with common.progress_bar("enrolling", n, n > 3) as adv:
-                reports = g.enroll_dir(from_dir, face=choice, progress=adv)
-        else:
-            assert name is not None and images is not None
-            with common.progress_bar(f"enrolling {name}", len(images), len(images) > 3) as adv:
-                reports = [
-                    g.enroll(name, list(images), face=choice, metadata=_meta(meta or []), progress=adv)
-                ]
+        before = {p.name: p.faces for p in g.people()}
+        try:
+            if from_dir is not None:
+                n = sum(1 for d in from_dir.glob("*/*") if d.is_file()) if from_dir.is_dir() else 0
+                with common.progress_bar("enrolling", n, n > 3) as adv:
+                    reports = g.enroll_dir(from_dir, face=choice, progress=adv)
+            else:
+                assert name is not None and images is not None
+                with common.progress_bar(f"enrolling {name}", len(images), len(images) > 3) as adv:
+                    reports = [g.enroll(name, list(images), face=choice, metadata=metadata, progress=adv)]
+        except KeyboardInterrupt:
+            # Each person is one transaction, so each is either in or not: count them in the
+            # gallery itself (a report may not have been made when the interrupt came).
+            done = sum(p.faces > before.get(p.name, 0) for p in g.people())
+            common.err.print(f"interrupted: {done} people enrolled, the rest not", markup=False)
+            raise typer.Exit(130) from None
     if as_json:
         common.print_json({"gallery": g.store.location, "reports": [r.to_dict() for r in reports]})
     else:
@@ -134,40 +166,79 @@ def enroll(
 
 def identify(
     images: Annotated[list[Path], typer.Argument(help="photos to identify")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="candidates listed per face")] = 1,
-    threshold: Annotated[float | None, typer.Option(help="cosine similarity threshold")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="candidates listed per face")] = 1,
+    threshold: ThresholdOpt = None,
     gallery: GalleryOpt = None,
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Name every face in every image, or 'unknown' below the threshold."""
+    """Name every face in every image, or 'unknown' below the threshold.
+
+    An image that cannot be read is reported (one line on stderr; ``error`` in --json)
+    and the others are still identified; the exit code is then 1."""
+    from ..errors import FaceprintError
+    from ..gallery.results import recognition_dict
+    from ..io import load_image
+
+    rows: list[tuple[Path, Any]] = []  # (image, its recognitions, or the error message)
     with _open(gallery, detector, embedder) as g:
+        op = g.operating_point(threshold)
         with common.progress_bar("identifying", len(images), len(images) > 3) as adv:
-            res = g.identify(list(images), top_k=top_k, threshold=threshold, progress=adv)
+            for start in range(0, len(images), CHUNK):
+                good: list[tuple[int, Any]] = []
+                for path in images[start : start + CHUNK]:
+                    try:
+                        good.append((len(rows), load_image(path)))
+                        rows.append((path, None))
+                    except FaceprintError as exc:
+                        common.err.print(f"error: {exc}", markup=False)
+                        rows.append((path, str(exc)))
+                if good:
+                    res = g.identify([img for _, img in good], top_k=top_k, threshold=threshold)
+                    for (row, _), recs in zip(good, res, strict=True):
+                        rows[row] = (rows[row][0], recs)
+                adv(len(images[start : start + CHUNK]))
         loc = g.store.location
-    op = res.operating_point
+    failed = sum(isinstance(r, str) for _, r in rows)
     if op.people == 0:
         common.err.print(f"note: gallery {loc} has nobody enrolled: every face is unknown", markup=False)
     if as_json:
-        common.print_json({"gallery": loc, **res.to_dict()})
-        return
-    common.out.print(
-        f"threshold {op.threshold:.4f} ({op.source}; {op.people} people, model {op.model}"
-        + (f", stranger false-alarm rate {op.far:g}" if op.far is not None else "")
-        + ")",
-        markup=False,
-    )
-    for image, recs in zip(res.images, res, strict=True):
-        common.out.print(f"{image}: {len(recs)} face(s)", markup=False)
-        for i, r in enumerate(recs):
-            sims = ", ".join(f"{m.identity} {m.similarity:.4f}" for m in r.matches) or "gallery is empty"
-            common.out.print(f"  #{i} {r.label}  box={_box(r.face.box.to_dict())}  [{sims}]", markup=False)
+        common.print_json(
+            {
+                "gallery": loc,
+                "operating_point": op.to_dict(),
+                "images": [
+                    {"image": str(p), "error": r}
+                    if isinstance(r, str)
+                    else {"image": str(p), "faces": [recognition_dict(x) for x in r]}
+                    for p, r in rows
+                ],
+            }
+        )
+    else:
+        common.out.print(
+            f"threshold {op.threshold:.4f} ({op.source}; {op.people} people, model {op.model}"
+            + (f", stranger false-alarm rate {op.far:g}" if op.far is not None else "")
+            + ")",
+            markup=False,
+        )
+        for image, recs in rows:
+            if isinstance(recs, str):
+                continue
+            common.out.print(f"{image}: {len(recs)} face(s)", markup=False)
+            for i, r in enumerate(recs):
+                sims = ", ".join(f"{m.identity} {m.similarity:.4f}" for m in r.matches) or "gallery is empty"
+                common.out.print(
+                    f"  #{i} {r.label}  box={_box(r.face.box.to_dict())}  [{sims}]", markup=False
+                )
+    if failed:
+        raise typer.Exit(1)
 
 
 def lookalike(
     image: Annotated[Path, typer.Argument(help="a photo (its largest face is used)")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="people listed")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="people listed")] = 5,
     gallery: GalleryOpt = None,
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
@@ -256,22 +327,30 @@ def import_(
     gallery: GalleryOpt = None,
 ) -> None:
     """Add the people of an export file (faces already enrolled are skipped)."""
-    with _open(gallery) as g:
+    with _open(gallery, create=True) as g:
         added, skipped = g.import_(file)
     common.out.print(f"imported {added} face(s), {skipped} already present", markup=False)
 
 
 @gallery_app.command()
 def threshold(
-    value: Annotated[float | None, typer.Argument(help="store this threshold (cosine similarity)")] = None,
+    value: Annotated[
+        float | None,
+        typer.Argument(help="store this threshold (cosine similarity)", callback=common.check_similarity),
+    ] = None,
     clear: Annotated[bool, typer.Option("--clear", help="drop the stored threshold")] = False,
-    far: Annotated[float | None, typer.Option(help="store the target stranger false-alarm rate")] = None,
+    far: Annotated[
+        float | None,
+        typer.Option(
+            help="store the target stranger false-alarm rate, in (0, 1)", callback=common.check_rate
+        ),
+    ] = None,
     gallery: GalleryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the operating point; store a fixed threshold or a target false-alarm rate."""
     if clear and value is not None:
-        raise common.fail("give a VALUE or --clear, not both")
+        raise common.usage("give a VALUE or --clear, not both")
     with _open(gallery) as g:
         if clear or value is not None or far is not None:
             with g.store.transaction():  # VALUE and --far together, or neither

@@ -20,6 +20,7 @@ from .video import watch
 
 app = typer.Typer(
     name="faceprint",
+    cls=common.OneLineErrors,
     help="Offline face detection, verification, identification and evaluation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -34,17 +35,29 @@ app.command()(lookalike)
 app.command()(calibrate)
 app.command()(watch)
 
-DetectorOpt = Annotated[
-    str | None,
-    typer.Option("--detector", "-d", help="hog or yunet (default: yunet if its model is present, else hog)"),
-]
-EmbedderOpt = Annotated[str | None, typer.Option("--embedder", "-e", help="embedder name (default: dlib)")]
+DetectorOpt = common.DetectorOpt
+EmbedderOpt = common.EmbedderOpt
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+#: HogDetector.MAX_UPSAMPLE (not imported: that would load numpy and dlib for --help).
+MAX_UPSAMPLE = 3
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log progress details to stderr")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        common.out.print(f"faceprint {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(verbose: VerboseOpt = False) -> None:
+def _main(
+    verbose: VerboseOpt = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
     common.setup_logging(verbose)
     common.quiet_native_logs()
 
@@ -53,8 +66,19 @@ def _main(verbose: VerboseOpt = False) -> None:
 def detect(
     images: Annotated[list[Path], typer.Argument(help="image files")],
     detector: DetectorOpt = None,
-    upsample: Annotated[int | None, typer.Option(help="hog only: times to upsample the image")] = None,
-    draw: Annotated[Path | None, typer.Option(help="write annotated copies into this directory")] = None,
+    upsample: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=MAX_UPSAMPLE, help="hog only: times to double the image first (finds smaller faces)"
+        ),
+    ] = None,
+    draw: Annotated[
+        Path | None,
+        typer.Option(
+            help="write annotated copies into this directory (faces labelled #N, as enroll --face N takes)",
+            callback=common.check_out_dir,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Find faces: boxes (xyxy pixels), scores and 5 landmarks per image."""
@@ -64,11 +88,11 @@ def detect(
     opts = None
     if upsample is not None:
         if (detector or default_detector_name()) != "hog":
-            raise common.fail("--upsample applies to the hog detector only (add --detector hog)")
+            raise common.usage("--upsample applies to the hog detector only (add --detector hog)")
         opts = {"upsample": upsample}
     rec = Recognizer(detector=detector, detector_options=opts)
     if draw is not None:
-        draw.mkdir(parents=True, exist_ok=True)
+        common.make_dirs(draw)
     rows: list[dict[str, object]] = []
     failed = 0
     with common.progress_bar("detecting", len(images), len(images) > 3) as advance:
@@ -85,7 +109,9 @@ def detect(
             if draw is not None:
                 from ..draw import draw_faces, save_image
 
-                save_image(draw_faces(img, faces), str(draw / f"{path.stem}.jpg"))
+                # The same #N that the table prints and that `enroll --face N` takes.
+                labels = [f"#{i} {f.score:.2f}" for i, f in enumerate(faces)]
+                save_image(draw_faces(img, faces, labels), str(draw / f"{path.stem}.jpg"))
             rows.append(
                 {
                     "image": str(path),
@@ -121,7 +147,10 @@ def verify(
     image_b: Annotated[Path, typer.Argument(help="second photo")],
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
-    threshold: Annotated[float | None, typer.Option(help="cosine similarity threshold")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="cosine similarity threshold, in [-1, 1]", callback=common.check_similarity),
+    ] = None,
     strict: Annotated[bool, typer.Option(help="error when a photo has several faces")] = False,
     flip: Annotated[bool, typer.Option(help="also embed mirrored crops and average")] = False,
     as_json: JsonOpt = False,
@@ -144,11 +173,8 @@ def verify(
 
 
 def run() -> None:
-    """Console-script entry point: every FaceprintError becomes one line and exit 1."""
-    try:
-        app()
-    except FaceprintError as exc:
-        raise SystemExit(common.fail(str(exc)).exit_code) from None
+    """Console-script entry point (errors become one line: see common.OneLineErrors)."""
+    app()
 
 
 if __name__ == "__main__":

@@ -65,8 +65,14 @@ def annotate(result: Any) -> Any:
 def watch(
     source: Annotated[str, typer.Argument(help="video file, camera index (0) or rtsp:// / http:// URL")],
     gallery: GalleryOpt = None,
-    out: Annotated[Path | None, typer.Option(help="write an annotated video here (.mp4)")] = None,
-    events: Annotated[Path | None, typer.Option(help="append events here as JSON lines")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="write an annotated video here (.mp4)", callback=common.check_out_file),
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(help="append events here as JSON lines", callback=common.check_out_file),
+    ] = None,
     show: Annotated[
         bool, typer.Option(help="show a window (needs a display and a GUI build of OpenCV)")
     ] = False,
@@ -78,14 +84,20 @@ def watch(
     max_age: Annotated[
         int, typer.Option(min=0, help="detector frames a track survives without its face (occlusions)")
     ] = 30,
-    max_fps: Annotated[float | None, typer.Option(help="process at most this many frames per second")] = None,
+    max_fps: Annotated[
+        float | None,
+        typer.Option(help="process at most this many frames per second", callback=common.check_positive),
+    ] = None,
     threshold: Annotated[
-        float | None, typer.Option(min=-1.0, max=1.0, help="fixed threshold (default: the gallery's)")
+        float | None,
+        typer.Option(
+            help="fixed threshold in [-1, 1] (default: the gallery's)", callback=common.check_similarity
+        ),
     ] = None,
     reconnect: Annotated[bool, typer.Option(help="reopen a network stream that drops")] = False,
     no_gallery: Annotated[bool, typer.Option("--no-gallery", help="track only, name nobody")] = False,
-    detector: Annotated[str | None, typer.Option("--detector", "-d")] = None,
-    embedder: Annotated[str | None, typer.Option("--embedder", "-e")] = None,
+    detector: common.DetectorOpt = None,
+    embedder: common.EmbedderOpt = None,
 ) -> None:
     """Track faces and name each track (or 'unknown') by voting over its frames."""
     from ..recognizer import Recognizer
@@ -95,6 +107,13 @@ def watch(
 
     if show and not _can_show():
         raise common.fail("--show needs a display and a GUI build of OpenCV (pip install opencv-python)")
+    # Every output place is checked before the video opens: a typo fails now, in one line,
+    # not after minutes of video (or never, with nothing written).
+    if not no_gallery:
+        gallery = common.existing_gallery(gallery)
+    for path in (out, events):
+        if path is not None:
+            common.make_dirs(path.parent)
     src_arg: str | int = int(source) if source.isdigit() else source
     from ..recognizer import default_detector_name
 
@@ -110,7 +129,11 @@ def watch(
     src = open_source(src_arg, max_fps=max_fps, reconnect=reconnect)
     common.err.print(f"watching {src.description}", markup=False)
     writer = None
-    log: IO[str] | None = events.open("a", encoding="utf-8") if events is not None else None
+    try:
+        log: IO[str] | None = events.open("a", encoding="utf-8") if events is not None else None
+    except OSError as exc:
+        src.close()
+        raise common.fail(f"cannot write events to {events}: {exc.strerror or exc}") from None
     tracks: dict[int, dict[str, Any]] = {}
     frames = 0
     t0 = time.perf_counter()

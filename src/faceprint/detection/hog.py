@@ -16,15 +16,19 @@ from typing import Any
 import numpy as np
 
 from .. import models
+from ..errors import InvalidArgumentError
 from ..types import Box, Face, Image
 from . import too_small
 
 
 class HogDetector:
     """HOG face detector. ``upsample`` doubles the image that many times first (finds
-    faces down to ~40 px at 1, ~20 px at 2, at 4x the cost per level)."""
+    faces down to ~40 px at 1, ~20 px at 2, ~10 px at 3, at 4x the time and memory per
+    level); at most :attr:`MAX_UPSAMPLE`, beyond which a photo's pixels would not fit in
+    memory and faces would be smaller than anything an embedder can use."""
 
     name = "hog"
+    MAX_UPSAMPLE = 3
 
     def __init__(
         self,
@@ -33,10 +37,16 @@ class HogDetector:
         landmarks: bool = True,
         model_path: str | None = None,
     ) -> None:
+        if (
+            isinstance(upsample, bool)
+            or not isinstance(upsample, int)
+            or not 0 <= upsample <= self.MAX_UPSAMPLE
+        ):
+            raise InvalidArgumentError(
+                f"upsample must be an integer from 0 to {self.MAX_UPSAMPLE}, got {upsample!r}"
+            )
         import dlib
 
-        if upsample < 0:
-            raise ValueError(f"upsample must be >= 0, got {upsample}")
         self.upsample = upsample
         self.threshold = threshold
         self._detector = dlib.get_frontal_face_detector()

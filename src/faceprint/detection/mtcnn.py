@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import InvalidImageError
+from ..errors import InvalidArgumentError, InvalidImageError
 from ..types import Box, Face, Image
 from . import too_small
 from .mtcnn_nets import FILES, INPUT_SIDE, open_session
@@ -206,7 +206,7 @@ class MtcnnDetector:
         import onnxruntime as ort  # type: ignore[import-untyped]
 
         if min_face_size <= 0 or not 0.0 < factor < 1.0 or len(thresholds) != 3:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"expected min_face_size > 0, 0 < factor < 1 and three thresholds; got "
                 f"{min_face_size}, {factor}, {tuple(thresholds)}"
             )

@@ -25,7 +25,7 @@ and returns, and how this module handles it:
 
 Licence: the InsightFace code is MIT, but the pretrained SCRFD weights are for
 **non-commercial research only**. Constructing a detector logs a warning saying so, once
-per process.
+per process (once per run for an evaluation: its worker processes leave it to the parent).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import models
-from ..errors import InvalidImageError, ModelUnavailableError, UnknownComponentError
+from ..errors import InvalidArgumentError, InvalidImageError, ModelUnavailableError, UnknownComponentError
 from ..types import Box, Face, Image
 from . import too_small
 
@@ -63,13 +63,16 @@ _warn_lock = threading.Lock()
 FloatArray = NDArray[np.float32]
 
 
-def _warn_licence_once() -> None:
-    """Log :data:`LICENCE_WARNING` the first time any SCRFD detector is built."""
+def warn_licence_once(emit: bool = True) -> None:
+    """Log :data:`LICENCE_WARNING` the first time any SCRFD detector is built in this
+    process. ``emit=False`` only marks it as given: an evaluation's worker processes
+    are told so, as their parent warns once for the whole run."""
     global _warned
     with _warn_lock:
         if not _warned:
             _warned = True
-            log.warning(LICENCE_WARNING)
+            if emit:
+                log.warning(LICENCE_WARNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +190,11 @@ class ScrfdDetector:
             )
         width, height = (int(v) for v in input_size)
         if width <= 0 or height <= 0 or width % 32 or height % 32:
-            raise ValueError(f"input_size must be positive multiples of 32 (width, height), got {input_size}")
+            raise InvalidArgumentError(
+                f"input_size must be positive multiples of 32 (width, height), got {input_size}"
+            )
         if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+            raise InvalidArgumentError(f"max_batch must be at least 1, got {max_batch}")
         self.model = model
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
@@ -202,7 +207,7 @@ class ScrfdDetector:
         self.batched = not isinstance(inp.shape[0], int)  # a dynamic batch axis
         self._centres: dict[tuple[int, int, int], FloatArray] = {}
         self._check_layout()
-        _warn_licence_once()
+        warn_licence_once()
 
     # -- loading -----------------------------------------------------------------------------
 

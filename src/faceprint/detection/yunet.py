@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import models
+from ..errors import ModelUnavailableError
 from ..types import Box, Face, Image
 from . import too_small
 
@@ -37,9 +38,17 @@ class YuNetDetector:
         self.model_path = models.resolve("yunet", path=model_path)
         self.score_threshold = score_threshold
         self.max_side = max_side
-        self._net = cv2.FaceDetectorYN.create(
-            str(self.model_path), "", (320, 320), score_threshold, nms_threshold, top_k
-        )
+        try:
+            self._net = cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (320, 320), score_threshold, nms_threshold, top_k
+            )
+        except cv2.error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ModelUnavailableError(
+                f"could not load {self.model_path} as the YuNet model: expected "
+                f"face_detection_yunet_2023mar.onnx, found a file OpenCV rejects ({reason}); "
+                "run faceprint models download yunet"
+            ) from None
         self._lock = threading.Lock()
 
     def detect(self, image: Image) -> list[Face]:

@@ -8,7 +8,10 @@ Evaluation time is embedding time, so every evaluator goes through :func:`embed_
 * **on every core**: with ``workers > 1`` the images are split into chunks and embedded by
   worker *processes* (``spawn``: each builds its own pipeline from a :class:`PipelineSpec`
   with one onnxruntime thread), which on this project's 2-core machine beats one process
-  with two intra-op threads because detection and decoding run in parallel too;
+  with two intra-op threads because detection and decoding run in parallel too. Component
+  names are checked before any worker starts; a worker that cannot build its pipeline (a
+  broken model file) or dies ends the run with one error, never a pool that respawns
+  failing workers forever;
 * **several pipelines in one pass** (:func:`embed_images_each`): each image is read once
   and run through every pipeline's detector; pipelines that share an embedder share one
   model, and the crops of a chunk of images are embedded in one batch;
@@ -27,7 +30,10 @@ from __future__ import annotations
 import hashlib
 import multiprocessing as mp
 import os
+import pickle
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +43,7 @@ from numpy.typing import NDArray
 
 from ..alignment import align_face
 from ..embedding import Embedder
-from ..errors import FaceprintError
+from ..errors import EvaluationError, FaceprintError, InvalidArgumentError
 from ..recognizer import Recognizer
 from ..selection import central_face, largest_face
 from ..types import Box, Face, Image
@@ -57,6 +63,29 @@ class PipelineSpec:
     flip: bool = False
     detector_options: Mapping[str, Any] = field(default_factory=dict)
     embedder_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise UnknownComponentError (listing the valid names) for a detector or embedder
+        name that is not registered, the defaults included, without loading any model:
+        a bad name must fail here, not in every worker process."""
+        from ..recognizer import DEFAULT_EMBEDDER, default_detector_name
+        from ..registry import detectors, embedders
+
+        for registry, name in ((detectors, self.detector), (embedders, self.embedder)):
+            if name is not None and name not in registry:
+                registry.resolve(name)  # raises, with the valid names
+        det = self.detector or default_detector_name()
+        if det not in detectors:
+            detectors.resolve(det)
+        if self.embedder is None:
+            from ..config import get_settings
+
+            emb = get_settings().embedder or DEFAULT_EMBEDDER
+            if emb not in embedders:
+                embedders.resolve(emb)
 
     def build(self, threads: int | None = None, embedder: Embedder | None = None) -> Recognizer:
         """The recognizer; ``embedder`` is a ready one to use instead of building this
@@ -174,15 +203,47 @@ def _embed_chunk(
     return out
 
 
-_WORKER: dict[str, list[Recognizer]] = {}
+_WORKER: dict[str, Any] = {}
+
+
+def _sendable(exc: BaseException) -> Exception:
+    """``exc`` as an error the parent can unpickle: a FaceprintError as it is, anything
+    else (onnxruntime's, dlib's) as an EvaluationError that names it."""
+    if isinstance(exc, FaceprintError):
+        try:
+            pickle.loads(pickle.dumps(exc))
+            return exc
+        except Exception:  # an error class that cannot be rebuilt from its args
+            pass
+    kind = f"{type(exc).__module__}.{type(exc).__name__}".removeprefix("builtins.")
+    return EvaluationError(f"a worker process could not build the pipeline: {kind}: {exc}")
+
+
+def _licence_warning(pipeline: PipelineSpec, emit: bool) -> None:
+    """SCRFD's licence warning, once per run: given by the parent (``emit``), only marked
+    as given in each worker, which would otherwise print it again."""
+    if pipeline_names(pipeline)[0] == "scrfd":
+        from ..detection.scrfd import warn_licence_once
+
+        warn_licence_once(emit=emit)
 
 
 def _worker_init(specs: list[PipelineSpec], env: dict[str, str]) -> None:
+    """Build this worker's pipelines. A failure is kept and raised by the first task, so
+    the parent gets ONE error (a failing initializer would instead be logged with its
+    traceback in every worker, and multiprocessing.Pool would respawn workers forever)."""
     os.environ.update(env)
-    _WORKER["recs"] = _build_all(specs, threads=1)
+    try:
+        for spec in specs:
+            _licence_warning(spec, emit=False)
+        _WORKER["recs"] = _build_all(specs, threads=1)
+    except Exception as exc:
+        _WORKER["error"] = _sendable(exc)
 
 
 def _worker_run(task: tuple[list[_Item], str]) -> list[tuple[int, ImageResult]]:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     items, pick = task
     return _embed_chunk(_WORKER["recs"], items, pick)
 
@@ -265,11 +326,13 @@ def embed_images_each(
     pipelines, everything runs in this process.
     """
     if pick not in PICKS:
-        raise ValueError(f"pick must be one of {', '.join(PICKS)}, got {pick!r}")
+        raise InvalidArgumentError(f"pick must be one of {', '.join(PICKS)}, got {pick!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InvalidArgumentError(f"workers must be an integer of at least 1, got {workers!r}")
     if not pipelines:
-        raise ValueError("no pipelines to embed with")
+        raise InvalidArgumentError("no pipelines to embed with")
     if caches is not None and len(caches) != len(pipelines):
-        raise ValueError(f"{len(pipelines)} pipelines but {len(caches)} caches")
+        raise InvalidArgumentError(f"{len(pipelines)} pipelines but {len(caches)} caches")
     paths = [Path(p) for p in paths]
     # An unreadable file gets a key of its own, so the embedder reports why it failed.
     keys = {p: file_sha256(p) or f"unreadable:{p}" for p in paths}
@@ -278,7 +341,7 @@ def embed_images_each(
     for p in paths:
         unique.setdefault(keys[p], p)
         copies[keys[p]] = copies.get(keys[p], 0) + 1
-    n_workers = default_workers() if workers is None else max(1, int(workers))
+    n_workers = default_workers() if workers is None else workers
     by_key: list[dict[str, ImageResult]] = [{} for _ in pipelines]
     pkeys = [_pipeline_key(pl) for pl in pipelines]
     pending = {k: len(pipelines) for k in unique}
@@ -311,12 +374,23 @@ def embed_images_each(
             for j, r in _embed_chunk(recs, chunk, pick):
                 done(j, r)
     else:
+        for spec in specs:
+            _licence_warning(spec, emit=True)
         env = {k: v for k, v in os.environ.items() if k.startswith("FACEPRINT_")}
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(min(n_workers, len(chunks)), _worker_init, (specs, env)) as pool:
-            for results in pool.imap(_worker_run, [(c, pick) for c in chunks]):
+        pool = ProcessPoolExecutor(
+            min(n_workers, len(chunks)), mp.get_context("spawn"), _worker_init, (specs, env)
+        )
+        try:
+            for results in pool.map(_worker_run, [(c, pick) for c in chunks]):
                 for j, r in results:
                     done(j, r)
+        except BrokenProcessPool:
+            raise EvaluationError(
+                "a worker process died while embedding (out of memory, or a crash in native "
+                "code); run with --workers 1 to see why"
+            ) from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     outs: list[dict[Path, ImageResult]] = []
     for j in range(len(pipelines)):
         out: dict[Path, ImageResult] = {}

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..errors import InvalidArgumentError
 from .scores import NO_FACE_SCORE, Scores, allowed, check_labels, check_scores, just_above, next_higher
 
 
@@ -30,7 +31,7 @@ def cmc(true_ranks: ArrayLike, max_rank: int = 20) -> NDArray[np.float64]:
     """
     r = np.asarray(true_ranks).ravel()
     if max_rank < 1:
-        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+        raise InvalidArgumentError(f"max_rank must be >= 1, got {max_rank}")
     if len(r) == 0:
         raise ValueError("cmc needs at least one known probe, got none")
     if not np.issubdtype(r.dtype, np.integer) or (r < 0).any():

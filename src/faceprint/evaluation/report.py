@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..errors import InvalidArgumentError
 from ..files import atomic_write
 from .metrics import NO_FACE_SCORE
 from .thumbnails import Thumb, ThumbKey, render_thumbnails, thumb_key
@@ -86,9 +87,9 @@ def hardest_errors(
     if s.ndim != 1 or s.shape != y.shape:
         raise ValueError(f"scores and labels must be 1-D and of one length, got {s.shape} and {y.shape}")
     if not math.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite cosine similarity, got {threshold}")
+        raise InvalidArgumentError(f"threshold must be a finite cosine similarity, got {threshold}")
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise InvalidArgumentError(f"n must be >= 0, got {n}")
     missing = ~np.isfinite(s) | (s <= NO_FACE_SCORE)
     fa = np.flatnonzero(~y & ~missing & (s >= threshold))
     fa = fa[np.lexsort((fa, -s[fa]))]
@@ -246,7 +247,7 @@ def render_report(
 ) -> str:
     """The report as an HTML5 string (see :func:`write_report`)."""
     if not 16 <= thumb_size <= 1024:
-        raise ValueError(f"thumb_size must be 16..1024 pixels, got {thumb_size}")
+        raise InvalidArgumentError(f"thumb_size must be 16..1024 pixels, got {thumb_size}")
     from .. import __version__
 
     uris = render_thumbnails(

@@ -57,16 +57,28 @@ def check_face_choice(face: FaceChoice) -> None:
         raise GalleryError(f"face must be 'single', 'largest', 'central' or an index, got {face!r}")
 
 
+def _images(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def plan_dir(root: str | Path) -> list[tuple[str, list[Path]]]:
     """``(name, images)`` of each person folder of ``root/<name>/<images>`` that holds
-    images, by name; raises GalleryError when there is none or a name is invalid."""
+    images, by name; raises GalleryError when there is none, a name is invalid, or
+    ``root`` is one level too high (a folder of person folders instead of photos)."""
     base = Path(root)
     if not base.is_dir():
         raise GalleryError(f"expected a directory of person folders (DIR/<name>/*.jpg), found {base}")
     folders = sorted(p for p in base.iterdir() if p.is_dir())
-    plan: list[tuple[str, list[Path]]] = [
-        (d.name, sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)) for d in folders
-    ]
+    plan: list[tuple[str, list[Path]]] = [(d.name, _images(d)) for d in folders]
+    # DIR/train/<name>/*.jpg given as DIR: "train" is no person, and a sibling "test" full
+    # of photos of several people would be enrolled as one. Enrol nothing, say where to point.
+    for d, (_, fs) in zip(folders, plan, strict=True):
+        inner = next((sub for sub in sorted(d.iterdir()) if sub.is_dir() and _images(sub)), None)
+        if not fs and inner is not None:
+            raise GalleryError(
+                f"{base} looks one level too high: {d.name}/ holds person folders "
+                f"({d.name}/{inner.name}/...), not photos; nothing enrolled: give --from-dir {d}"
+            )
     plan = [(n, fs) for n, fs in plan if fs]
     if not plan:
         raise GalleryError(f"{base}: expected one folder of images per person (DIR/<name>/*.jpg), found none")

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import GalleryError
+from ..errors import GalleryError, InvalidArgumentError
 
 #: Aggregation of :func:`person_scores` when none is named: the best, on LFW dev, of the
 #: methods that need only face similarities (the Gallery itself uses centroids).
@@ -88,7 +88,7 @@ def person_score_matrix(
     """
     m = method or DEFAULT_METHOD
     if m not in METHODS:
-        raise ValueError(f"unknown person-level method {m!r}; expected one of {', '.join(METHODS)}")
+        raise InvalidArgumentError(f"unknown person-level method {m!r}; expected one of {', '.join(METHODS)}")
     s = np.asarray(sims, dtype=np.float64)
     if s.ndim == 1:
         s = s[None, :]
@@ -209,7 +209,7 @@ class ImpostorDistribution:
     def quantile_exceedance(self, p: float) -> float:
         """The score s with P(one impostor comparison > s) = ``p`` (0 < p < 1)."""
         if not 0.0 < p < 1.0:
-            raise ValueError(f"exceedance must be in (0, 1), got {p}")
+            raise InvalidArgumentError(f"exceedance must be in (0, 1), got {p}")
         ex, sc = self.exceedance, self.score
         if p >= ex[0]:  # the body of the distribution is not tabulated: clamp to its median
             return float(sc[0])
@@ -363,12 +363,13 @@ def open_set_threshold(
     has one face or scores are aggregated per person (a person scored by ``"max"`` over
     m faces is up to m comparisons, so passing the face count is the conservative
     choice). K = 0 is treated as 1. Raises :class:`GalleryError` when no distribution is
-    shipped for ``model``, ``ValueError`` for ``far`` outside (0, 1) or K < 0.
+    shipped for ``model``, :class:`InvalidArgumentError` (a ValueError) for ``far``
+    outside (0, 1) or K < 0.
     """
     if not 0.0 < far < 1.0:
-        raise ValueError(f"far must be in (0, 1), got {far}")
+        raise InvalidArgumentError(f"far must be in (0, 1), got {far}")
     if gallery_size < 0:
-        raise ValueError(f"gallery_size must be >= 0, got {gallery_size}")
+        raise InvalidArgumentError(f"gallery_size must be >= 0, got {gallery_size}")
     dist = model if isinstance(model, ImpostorDistribution) else impostor_distribution(model)
     return dist.quantile_exceedance(per_comparison_far(far, max(gallery_size, 1)))
 
