@@ -174,7 +174,14 @@ class Gallery:
             snap = self.store.snapshot()
             path = getattr(self.store, "index_path", None)
             old = self._index[2] if self._index is not None else None
-            self._index = (snap.generation, snap, refresh_index(old, snap, path) if snap.face_ids else None)
+            index = refresh_index(old, snap, path) if snap.face_ids else None
+            built = path is not None and getattr(index, "rebuilt", False)
+            if built and self.store.generation() != snap.generation:
+                # Someone removed meanwhile must not live on in the graph just cached.
+                from .ann_cache import drop_if_holds
+
+                drop_if_holds(Path(str(path)), set(snap.face_ids) - set(self.store.snapshot().face_ids))
+            self._index = (snap.generation, snap, index)
 
     def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
         """The ``k`` most similar enrolled faces of each query: (face_id, person, similarity)."""
