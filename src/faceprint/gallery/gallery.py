@@ -180,7 +180,7 @@ class Gallery:
                 # Someone removed meanwhile must not live on in the graph just cached.
                 from .ann_cache import drop_if_holds
 
-                drop_if_holds(Path(str(path)), set(snap.face_ids) - set(self.store.snapshot().face_ids))
+                drop_if_holds(Path(path), set(snap.face_ids) - set(self.store.snapshot().face_ids))
             self._index = (snap.generation, snap, index)
 
     def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
