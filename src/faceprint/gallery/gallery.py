@@ -175,8 +175,8 @@ class Gallery:
             path = getattr(self.store, "index_path", None)
             old = self._index[2] if self._index is not None else None
             index = refresh_index(old, snap, path) if snap.face_ids else None
-            built = path is not None and getattr(index, "rebuilt", False)
-            if built and self.store.generation() != snap.generation:
+            rebuilt = bool(getattr(index, "rebuilt", False))
+            if path is not None and rebuilt and self.store.generation() != snap.generation:
                 # Someone removed meanwhile must not live on in the graph just cached.
                 from .ann_cache import drop_if_holds
 
