@@ -24,6 +24,7 @@ all follow one recipe, kept here once:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -86,8 +87,15 @@ def atomic_write(
         if overwrite:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path)  # FileExistsError when the target exists, atomically
-            tmp.unlink()
+            try:
+                os.link(tmp, path)  # FileExistsError when the target exists, atomically
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: check, then rename
+                if os.path.lexists(path):
+                    raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+                os.replace(tmp, path)
+            tmp.unlink(missing_ok=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -194,6 +194,33 @@ def test_remove_leaves_no_vector_of_the_person_in_any_file(tmp_path: Path, secur
 
 
 @needs_usearch
+def test_a_graph_built_while_the_person_is_removed_does_not_keep_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process removes the person while this one builds the graph from a snapshot
+    that still holds them: the graph it caches must not outlive the removal."""
+    import faceprint.gallery.index as index_mod
+
+    gdir = tmp_path / "g"
+    store = SqliteStore(gdir / "gallery.sqlite")
+    for person in ("ada", "bob", "victim"):
+        store.add_faces(person, faces(person, 10))
+    _, victim = store.person("victim")
+    other = SqliteStore(gdir / "gallery.sqlite")
+    real = index_mod.refresh_index
+
+    def build_while_removed(old: object, snap: object, path: Path | None = None, kind: str = "") -> object:
+        other.remove_person("victim")  # commits while the graph is built from the older snapshot
+        return real(old, snap, path, kind="ann")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index_mod, "refresh_index", build_while_removed)
+    store.search_faces(victim[0].vector[None, :], 3)
+    assert _found(gdir, _needles([f.vector for f in victim])) == {}
+    store.close()
+    other.close()
+
+
+@needs_usearch
 def test_remove_keeps_a_cache_that_never_held_the_person(tmp_path: Path) -> None:
     """A person enrolled after the graph was built is only in the exact delta: the cache
     (minutes to rebuild at 1M faces) stays."""

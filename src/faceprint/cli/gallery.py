@@ -301,7 +301,7 @@ def rename(
 
 @gallery_app.command()
 def remove(name: Annotated[str, typer.Argument()], gallery: GalleryOpt = None) -> None:
-    """Delete a person and every vector of theirs."""
+    """Delete a person and erase every vector of theirs from the gallery's files."""
     with _open(gallery) as g:
         n = g.remove(name)
     common.out.print(f"removed {name} ({n} face(s))", markup=False)
@@ -326,7 +326,8 @@ def import_(
     file: Annotated[Path, typer.Argument(help="a file written by 'gallery export'")],
     gallery: GalleryOpt = None,
 ) -> None:
-    """Add the people of an export file (faces already enrolled are skipped)."""
+    """Add the people of an export file in one transaction (a bad line imports nothing;
+    faces already enrolled are skipped)."""
     with _open(gallery, create=True) as g:
         added, skipped = g.import_(file)
     common.out.print(f"imported {added} face(s), {skipped} already present", markup=False)

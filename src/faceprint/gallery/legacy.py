@@ -12,12 +12,15 @@ is opened and only the old file exists, :func:`move_legacy_gallery` moves it:
   everyone out while the file is copied (0600 in a 0700 directory, fsynced, linked into
   place without ever replacing a file), after which the old file and its search-index
   cache are deleted -- no copy of the faces is left in the cache directory;
+* two faceprint processes starting at once take turns (a lock on the data directory): the
+  second finds the gallery moved, instead of opening the old file just before it goes;
 * when it cannot be moved (in use, read-only, a disk error), the old file is used where it
   is, with a warning that says why and how to move it by hand: nothing looks lost.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -38,6 +41,22 @@ def move_legacy_gallery(old: Path, new: Path) -> Path:
     possible now."""
     if new.exists() or not old.is_file():
         return new
+    try:
+        make_private_dir(new.parent)
+        lock = os.open(new.parent, os.O_RDONLY)
+    except OSError as exc:
+        log.warning("the gallery is still in the cache directory %s (cannot create %s: %s)", old, new, exc)
+        return old
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another faceprint may be moving it right now
+        if new.exists() or not old.is_file():
+            return new
+        return _move_checked(old, new)
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def _move_checked(old: Path, new: Path) -> Path:
     try:
         SqliteFile(old).close()  # refuses anything but a faceprint gallery, untouched
     except GalleryError as exc:
@@ -65,7 +84,6 @@ def _move(old: Path, new: Path) -> None:
         if str(mode).lower() != "delete":
             raise sqlite3.OperationalError(f"journal mode stays {mode}")
         conn.execute("BEGIN EXCLUSIVE")  # nobody reads or writes it until it is gone
-        make_private_dir(new.parent)
         tmp = new.with_name(f".{new.name}.moving")
         tmp.unlink(missing_ok=True)
         try:

@@ -54,8 +54,22 @@ class LocalSearch:
 
                 snap = self._store.snapshot()
                 old = self._state[1] if self._state is not None else None
-                self._state = (snap, refresh_index(old, snap, self._path) if snap.face_ids else None)
+                index = refresh_index(old, snap, self._path) if snap.face_ids else None
+                if self._path is not None and getattr(index, "rebuilt", False):
+                    self._forget_removed(snap)
+                self._state = (snap, index)
             return self._state
+
+    def _forget_removed(self, snap: Snapshot) -> None:
+        """A graph just built and cached from ``snap`` must not keep a person another process
+        removed meanwhile: drop the cache when it holds a face that is gone (it is rebuilt
+        on the next search), as a removal itself does."""
+        if self._store.generation() == snap.generation:
+            return
+        from .ann_cache import drop_if_holds
+
+        assert self._path is not None
+        drop_if_holds(self._path, set(snap.face_ids) - set(self._store.snapshot().face_ids))
 
     def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
         """The ``k`` most similar faces of each query row, best first: (face_id, person,
