@@ -7,19 +7,14 @@ names someone else. Here each frame goes through
     now and then -> vote over the track's embeddings -> label the track
 
 **When a track is embedded** (only on frames where the detector ran and matched it, since
-alignment needs fresh landmarks, and only when the face's quality reaches
-``min_quality``): when it starts, then every ``embed_every`` frames, and sooner whenever its
-face is clearly better than the best one embedded so far (quality at least :data:`BETTER`
-times higher). A face below ``min_quality`` (tiny, blurred, dark or turned away), or
-smaller than :data:`MIN_FACE_PX`, is never evidence: on the Hamilton clip, blurred
-audience faces of quality < 0.1 scored just above the threshold against an enrolled
-person who was elsewhere in the clip, while every face correctly named had quality > 0.35.
-
-**Quality** of a face, in [0, 1]: detector score × size × frontality × sharpness, where
-size = min(1, shorter box side / 80 px); frontality = 1 - |eye-nose distance asymmetry|
-from the 5 landmarks (a turned head puts the nose near one eye); sharpness =
-min(1, variance of the Laplacian of the grey face crop / 100). It ranks faces of one
-track; it is not a calibrated probability.
+alignment needs fresh landmarks, and only when the face passes the quality gate of
+:mod:`faceprint.quality`, the same one ``identify`` and enrolment use): when it starts,
+then every ``embed_every`` frames, and sooner whenever its face is clearly better than the
+best one embedded so far (quality at least :data:`BETTER` times higher). A face the gate
+rejects (tiny, blurred, dark or turned away) is never evidence: on the Hamilton clip,
+blurred audience faces of quality < 0.1 scored just above the threshold against an
+enrolled person who was elsewhere in the clip, while every face correctly named had
+quality > 0.35. The quality also weights a track's embeddings in its vote.
 
 **The voting rule.** A track's evidence is its last :data:`MAX_EMBEDDINGS` embeddings.
 Their quality-weighted mean vector picks the candidate (``Gallery.rank``: the person whose
@@ -63,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..quality import DEFAULT_GATE, QualityGate
 from ..types import UNKNOWN, Face, Match, Recognition
 from .sources import Frame, FrameSource, open_source
 from .tracking import Track, Tracker, shot_changed
@@ -75,16 +71,6 @@ if TYPE_CHECKING:
 BETTER = 1.25
 #: Embeddings a track keeps for its vote (the most recent; bounds memory).
 MAX_EMBEDDINGS = 16
-#: Faces of lower quality are not embedded: they are not evidence of anyone.
-MIN_QUALITY = 0.2
-#: Faces whose shorter box side is below this many pixels are not embedded either: the
-#: threshold is calibrated on LFW faces (~80-120 px), and 20-35 px faces, upsampled 5x to
-#: the embedder's 150 px chip, scored strangers above it on the 1080p crowd clip.
-MIN_FACE_PX = 40.0
-#: Shorter box side (pixels) at which size stops limiting quality.
-FULL_SIZE_PX = 80.0
-#: Laplacian variance at which sharpness stops limiting quality.
-SHARP_VARIANCE = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,26 +115,6 @@ class FrameResult:
             "recognitions": [r.to_dict() for r in self.recognitions],
             "events": list(self.events),
         }
-
-
-def face_quality(image: NDArray[np.uint8], face: Face) -> float:
-    """The quality score of the module doc, in [0, 1]."""
-    import cv2
-
-    b = face.box.clip(image.shape[1], image.shape[0])
-    size = min(1.0, min(b.width, b.height) / FULL_SIZE_PX)
-    frontal = 1.0
-    if face.landmarks is not None and len(face.landmarks) >= 3:
-        lm = np.asarray(face.landmarks, dtype=np.float64)
-        left, right, nose = lm[0], lm[1], lm[2]
-        dl, dr = float(np.linalg.norm(nose - left)), float(np.linalg.norm(nose - right))
-        frontal = 1.0 - abs(dl - dr) / max(dl + dr, 1e-6)
-    crop = image[int(b.y1) : int(b.y2), int(b.x1) : int(b.x2)]
-    sharp = 0.0
-    if crop.size:
-        grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
-        sharp = min(1.0, float(cv2.Laplacian(grey, cv2.CV_64F).var()) / SHARP_VARIANCE)
-    return float(max(0.0, min(1.0, face.score)) * size * frontal * sharp)
 
 
 @dataclass
@@ -196,7 +162,7 @@ class StreamRecognizer:
         min_frames: int = 3,
         tracker: Tracker | None = None,
         cuts: bool = True,
-        min_quality: float = MIN_QUALITY,
+        gate: QualityGate = DEFAULT_GATE,
     ) -> None:
         if detect_every < 1 or embed_every < 1 or min_frames < 1:
             raise ValueError("detect_every, embed_every and min_frames must be at least 1")
@@ -212,7 +178,7 @@ class StreamRecognizer:
         else:
             self.threshold = float(threshold) if threshold is not None else 1.0
         self.cuts = cuts
-        self.min_quality = min_quality
+        self.gate = gate
         self._prev: NDArray[np.uint8] | None = None
         self._states: dict[int, _TrackState] = {}
         self._count = 0
@@ -249,11 +215,10 @@ class StreamRecognizer:
             st = found
             st.frames_seen += 1
             if detect and t.face is not None and t.face.landmarks is not None:
-                q = face_quality(image, t.face)
+                q, rejected = self.gate.check(image, t.face)
                 due = index - st.last_embed_index >= self.embed_every
                 better = q >= BETTER * max(st.best_quality, 1e-6)
-                small = min(t.face.box.width, t.face.box.height) < MIN_FACE_PX
-                if q >= self.min_quality and not small and (st.embedded == 0 or due or better):
+                if rejected is None and (st.embedded == 0 or due or better):
                     todo.append((t, q))
         if todo:
             self._embed(image, todo, index, timestamp, events)
@@ -323,7 +288,9 @@ class StreamRecognizer:
         face = t.face if t.face is not None else Face(t.box, t.score)
         face = replace(face, track_id=t.id, embedding=None, embedding_model=None)
         matches = (st.top,) if st.top is not None else ()
-        return TrackRecognition(face, matches, self.threshold, t.id, st.identity, len(st.vectors))
+        return TrackRecognition(
+            face, matches, self.threshold, track_id=t.id, identity=st.identity, frames=len(st.vectors)
+        )
 
     def _ended(self, t: Track, index: int, timestamp: float) -> dict[str, Any]:
         st = self._states.pop(t.id, None) or _TrackState(t.id, index, timestamp)
@@ -349,7 +316,7 @@ def recognize_stream(
     reconnect: bool = False,
     tracker: Tracker | None = None,
     cuts: bool = True,
-    min_quality: float = MIN_QUALITY,
+    gate: QualityGate = DEFAULT_GATE,
 ) -> Iterator[FrameResult]:
     """Recognise faces in ``source`` per track (module doc); a generator of
     :class:`FrameResult`, one per processed frame, in constant memory.
@@ -368,7 +335,7 @@ def recognize_stream(
     )
     sr = StreamRecognizer(
         recognizer, gallery, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
-        min_frames=min_frames, tracker=tracker, cuts=cuts, min_quality=min_quality,
+        min_frames=min_frames, tracker=tracker, cuts=cuts, gate=gate,
     )  # fmt: skip
     last: Frame | None = None
     try:
