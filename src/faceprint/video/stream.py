@@ -34,7 +34,9 @@ changes; each change to a name emits an ``identified`` event.
 **Events** (dicts, also in ``FrameResult.events``): ``track_started`` (a track is
 confirmed), ``identified`` (name, similarity, the number of embeddings it rests on, and
 the frames and seconds since the track started), ``track_ended`` (duration, frames seen,
-final label, and the best frame: the one with the highest quality). Boxes are xyxy
+final label, and the best frame: the one with the highest quality; for an ``unknown``
+track, the ``reason``: no face passed the quality gate, below the threshold, or too few
+embeddings). Boxes are xyxy
 pixels; similarities are cosine similarities; timestamps are seconds (container time for
 files, wall clock for live sources).
 
@@ -77,11 +79,14 @@ MAX_EMBEDDINGS = 16
 class TrackRecognition(Recognition):
     """A :class:`~faceprint.types.Recognition` of a tracked face. ``label`` is the track's
     decided identity (module doc), not this frame's best match: ``matches`` carries the
-    evidence (the top person and similarity of the track's vote so far)."""
+    evidence (the top person and similarity of the track's vote so far). ``coasting``: the
+    detector missed the face on its latest frame, so ``face.box`` is only the motion
+    model's guess (the track survives short occlusions, but is not drawn)."""
 
     track_id: int = 0
     identity: str = UNKNOWN
     frames: int = 0  # embeddings the vote rests on
+    coasting: bool = False
 
     @property
     def label(self) -> str:
@@ -89,14 +94,15 @@ class TrackRecognition(Recognition):
 
     def to_dict(self) -> dict[str, Any]:
         d = Recognition.to_dict(self)
-        d.update(label=self.identity, track_id=self.track_id, frames=self.frames)
+        d.update(label=self.identity, track_id=self.track_id, frames=self.frames, coasting=self.coasting)
         return d
 
 
 @dataclass(frozen=True)
 class FrameResult:
-    """One processed frame: its recognitions (one per live confirmed track), the events
-    it produced, whether the detector ran, and the source's drop count so far."""
+    """One processed frame: its recognitions (one per live confirmed track, coasting ones
+    included), the events it produced, whether the detector ran, and the source's drop
+    count so far. :attr:`visible` are the ones to show."""
 
     index: int
     timestamp: float
@@ -105,6 +111,13 @@ class FrameResult:
     detected: bool = True
     dropped: int = 0
     image: NDArray[np.uint8] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def visible(self) -> tuple[TrackRecognition, ...]:
+        """The recognitions whose face the detector found on its latest frame: a coasting
+        track's box is a guess, and drawing it for ``max_age`` frames after its face left
+        shows a box on nothing."""
+        return tuple(r for r in self.recognitions if not r.coasting)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -289,18 +302,35 @@ class StreamRecognizer:
         face = replace(face, track_id=t.id, embedding=None, embedding_model=None)
         matches = (st.top,) if st.top is not None else ()
         return TrackRecognition(
-            face, matches, self.threshold, track_id=t.id, identity=st.identity, frames=len(st.vectors)
-        )
+            face, matches, self.threshold, track_id=t.id, identity=st.identity, frames=len(st.vectors),
+            coasting=t.misses > 0,
+        )  # fmt: skip
 
     def _ended(self, t: Track, index: int, timestamp: float) -> dict[str, Any]:
         st = self._states.pop(t.id, None) or _TrackState(t.id, index, timestamp)
-        return {
+        out = {
             "event": "track_ended", "track_id": t.id, "frame": index, "timestamp": timestamp,
             "duration": round(timestamp - st.first_time, 4), "frames": st.frames_seen,
             "embeddings": st.embedded, "label": st.identity,
             "similarity": None if st.top is None else round(st.top.similarity, 6),
-            "best_frame": st.best or None,
+            "threshold": self.threshold, "best_frame": st.best or None,
         }  # fmt: skip
+        if st.identity == UNKNOWN:
+            out["reason"] = self._why_unknown(st)
+        return out
+
+    def _why_unknown(self, st: _TrackState) -> str:
+        """Why a track ended ``unknown``, in words: a similarity above the threshold alone
+        does not name a track (module doc), and a summary that shows one should say why."""
+        if self.gallery is None:
+            return "no gallery"
+        if st.embedded == 0:
+            return "no face passed the quality gate"
+        if st.top is None:
+            return "nobody enrolled"
+        if st.top.similarity < self.threshold:
+            return f"below the threshold ({st.top.similarity:.3f} < {self.threshold:.3f})"
+        return f"too few embeddings ({len(st.vectors)} of the {self.min_frames} needed)"
 
 
 def recognize_stream(
