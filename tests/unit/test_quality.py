@@ -119,3 +119,18 @@ def test_enrolment_refuses_a_tiny_face_naming_the_reason_and_the_option(tmp_path
     assert not r.added and len(r.refused) == 1
     assert "too small: 15 px" in r.refused[0].reason and "--min-face-size" in r.refused[0].reason
     assert g.enroll("bob", [IMAGE], gate=QualityGate(10, 0.1)).added
+
+
+def test_sharpness_does_not_punish_a_large_face() -> None:
+    """A sharp portrait has gentle gradients per pixel: measured at full size, the 261 px
+    reference photo of Lin-Manuel Miranda scored sharpness 0.16 and was refused. Sharpness
+    is measured at FULL_SIZE_PX, where the texture of this face is crisp."""
+    import cv2
+
+    texture = RNG.integers(0, 256, (50, 50, 3), dtype=np.uint8)
+    big = cv2.resize(texture, (400, 400), interpolation=cv2.INTER_CUBIC)  # 8x: smooth per pixel
+    face = _face(0, 0, 400)
+    assert float(cv2.Laplacian(cv2.cvtColor(big, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()) < 100
+    assert assess(big, face).sharp == 1.0 and DEFAULT_GATE.reason(big, face) is None
+    blurred = cv2.GaussianBlur(big, (0, 0), 12)  # really blurred stays blurred
+    assert DEFAULT_GATE.reason(blurred, face) == "low quality: blurred"
