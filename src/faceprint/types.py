@@ -131,11 +131,17 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class Recognition:
-    """A face with its ranked matches; ``label`` is the best identity or ``"unknown"``."""
+    """A face with its ranked matches; ``label`` is the best identity or ``"unknown"``.
+
+    ``reason`` says why a face was not searched at all (e.g. ``"too small"``: it failed the
+    quality gate of :mod:`faceprint.quality`); such a face has no matches, its label is
+    ``"unknown"``, and ``to_dict`` carries the reason, so it is reported, not dropped.
+    """
 
     face: Face
     matches: tuple[Match, ...]
     threshold: float
+    reason: str | None = None
 
     @property
     def best(self) -> Match | None:
@@ -144,17 +150,20 @@ class Recognition:
     @property
     def label(self) -> str:
         best = self.best
-        if best is None or best.similarity < self.threshold:
+        if self.reason is not None or best is None or best.similarity < self.threshold:
             return UNKNOWN
         return best.identity
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "face": self.face.to_dict(),
             "matches": [m.to_dict() for m in self.matches],
             "threshold": self.threshold,
             "label": self.label,
         }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
 
 
 @dataclass(frozen=True, slots=True)

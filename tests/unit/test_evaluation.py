@@ -114,3 +114,16 @@ def test_view2_folds_never_see_their_own_pairs() -> None:
     moved = score_protocol(s2, y, folds=folds)
     assert moved.fold_thresholds[3] == base.fold_thresholds[3]  # fitted without fold 3
     assert moved.fold_accuracies[3] == 0.0
+
+
+def test_the_report_names_the_detector_and_embedder_actually_used() -> None:
+    """A pipeline left at its defaults was described as detector "default", embedder
+    "default": the report must say which ones ran."""
+    from faceprint.evaluation.embedset import PipelineSpec
+    from faceprint.evaluation.verification import describe
+    from faceprint.recognizer import DEFAULT_EMBEDDER, default_detector_name
+
+    d = describe(PipelineSpec(), [("dataset", "x")])
+    assert d["detector"] == default_detector_name() and d["embedder"] == DEFAULT_EMBEDDER
+    assert d["model"].startswith(f"{DEFAULT_EMBEDDER}@") and d["dataset"] == "x"
+    assert describe(PipelineSpec("yunet", "dlib", flip=True))["embedder"] == "dlib+flip"

@@ -1,5 +1,6 @@
 """Evaluation plots: valid PNG files, written and returned, of one fixed pixel size
-whatever the data (so the plots of two runs compare), and no matplotlib at import."""
+whatever the data; similarity axes fitted to the data, legends off the axes; and no
+matplotlib at import."""
 
 from __future__ import annotations
 
@@ -74,23 +75,66 @@ def test_degenerate_inputs_still_give_the_same_frame(draw: Callable[[Path], byte
     _check_png(draw(path), path)
 
 
-def test_out_of_range_scores_are_counted_not_lost(tmp_path: Path) -> None:
+def _spy(mp: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """Record, at each savefig, the axes limits, legend texts and whether the legend's
+    box overlaps the axes' box (in pixels)."""
     from matplotlib.figure import Figure
 
-    seen: list[str] = []
+    seen: list[dict[str, object]] = []
     real_savefig = Figure.savefig
 
     def spy(self: Figure, *args: object, **kwargs: object) -> None:
-        seen.extend(t.get_text() for t in self.axes[0].get_legend().get_texts())
+        ax = self.axes[0]
+        legend = ax.get_legend()
+        r = self.canvas.get_renderer()  # type: ignore[attr-defined]
+        box, leg = ax.get_window_extent(r), legend.get_window_extent(r)
+        seen.append({
+            "xlim": ax.get_xlim(), "ylim": ax.get_ylim(),
+            "texts": [t.get_text() for t in legend.get_texts()],
+            "legend_on_axes": box.overlaps(leg),
+            "legend_in_figure": leg.x0 >= 0 and leg.y0 >= 0 and leg.x1 <= self.bbox.x1,
+        })  # fmt: skip
         real_savefig(self, *args, **kwargs)  # type: ignore[arg-type]
 
+    mp.setattr(Figure, "savefig", spy)
+    return seen
+
+
+def test_histogram_axes_fit_the_data_and_faceless_scores_are_counted(tmp_path: Path) -> None:
+    """dlib's similarities lie in 0.7-1.0: on a fixed [-0.2, 1] axis the histogram sat in
+    its right 15% and its peaks went off the top."""
+    rng = np.random.default_rng(0)
+    gen, imp = rng.normal(0.94, 0.02, 500), rng.normal(0.84, 0.04, 500)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Figure, "savefig", spy)
-        plots.score_histogram([0.5, 1.3, -np.inf], [-0.5, -0.4, 0.1], 0.3, tmp_path / "h.png")
-    # the densities of so few values exceed the fixed y axis: said in the legend too
-    assert "same person (n=2, 1 above 1, 1 without a face, peak 25.0 off the axis)" in seen
-    assert "different people (n=3, 2 below -0.2, peak 33.3 off the axis)" in seen
-    assert "threshold 0.300" in seen
+        seen = _spy(mp)
+        plots.score_histogram(np.append(gen, -np.inf), imp, 0.906, tmp_path / "h.png")
+    (got,) = seen
+    lo, hi = got["xlim"]  # type: ignore[misc]
+    data_lo, data_hi = min(gen.min(), imp.min()), max(gen.max(), imp.max())
+    assert lo < data_lo and hi > data_hi  # everything is on the axes
+    assert (data_hi - data_lo) / (hi - lo) > 0.85  # and the data fill them
+    assert "same person (n=500, 1 without a face)" in got["texts"]  # type: ignore[operator]
+    assert "threshold 0.906" in got["texts"]  # type: ignore[operator]
+    dens = np.histogram(imp, bins=np.linspace(lo, hi, plots.BINS + 1), density=True)[0]
+    assert got["ylim"][1] >= dens.max()  # type: ignore[index]  # no peak off the axis
+
+
+def test_threshold_axis_fits_where_the_curves_move(tmp_path: Path) -> None:
+    s, y = _data(0, 400)
+    with pytest.MonkeyPatch.context() as mp:
+        seen = _spy(mp)
+        plots.threshold_curves(metrics.threshold_sweep(s, y), 0.7, tmp_path / "t.png")
+    lo, hi = seen[0]["xlim"]  # type: ignore[misc]
+    assert lo > s.min() - 0.1 and hi < s.max() + 0.1 and lo < 0.7 < hi
+
+
+def test_no_legend_covers_the_axes(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        seen = _spy(mp)
+        _draw_all(0, 300, tmp_path)
+    assert len(seen) == 4
+    for got in seen:
+        assert not got["legend_on_axes"] and got["legend_in_figure"], got["texts"]
 
 
 def test_import_loads_no_matplotlib() -> None:

@@ -358,3 +358,29 @@ def test_shot_changed() -> None:
     assert shot_changed(smooth, smooth[:, ::-1].copy())  # another picture
     assert shot_changed(a, b[:80])  # another size: another source
     assert not shot_changed(a, b)  # noise averages out per block: same grey levels
+
+
+def test_a_second_box_on_one_face_starts_no_track() -> None:
+    """YuNet put a box on Miranda's forehead beside his face box (Hamilton clip, frames
+    152-154): IoU 0.22, but 70% of the small box inside the face's. It started a track that
+    then coasted for max_age frames on nothing."""
+    t = Tracker()
+    whole = Face(Box(226, 33, 314, 152), 0.93)
+    for _ in range(3):
+        t.update([whole])
+    forehead = Face(Box(223, 15, 277, 84), 0.64)
+    assert whole.box.iou(forehead.box) < 0.3
+    for _ in range(3):
+        up = t.update([whole, forehead])
+        assert ids_of(up) == [1] and not up.started
+    beside = face(320, 40, 80)  # a real neighbour overlapping the face box a little
+    t.update([whole, beside])
+    up = t.update([whole, beside])
+    assert ids_of(up) == [1, 2]
+
+
+def test_of_two_new_overlapping_boxes_only_the_stronger_starts_a_track() -> None:
+    t = Tracker(min_hits=1)
+    big, inner = face(0, 0, 100, 0.9), face(10, 10, 50, 0.7)
+    up = t.update([inner, big])
+    assert [tr.box for tr in up.tracks] == [big.box]

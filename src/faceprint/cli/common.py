@@ -266,3 +266,32 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
 
         advance.set_total = set_total  # type: ignore[attr-defined]
         yield advance
+
+
+# -- the face-quality gate (faceprint.quality): one pair of options for every command ------
+MinFaceSizeOpt = Annotated[
+    float,
+    typer.Option(
+        "--min-face-size",
+        min=0.0,
+        metavar="PX",
+        help="faces whose shorter side is under PX pixels are not named or enrolled (0: no limit)",
+    ),
+]
+MinQualityOpt = Annotated[
+    float,
+    typer.Option(
+        "--min-quality",
+        min=0.0,
+        max=1.0,
+        metavar="Q",
+        help="faces of quality under Q (score x size x frontality x sharpness) are not named (0: no limit)",
+    ),
+]
+
+
+def quality_gate(min_face_size: float, min_quality: float) -> Any:
+    """The :class:`~faceprint.quality.QualityGate` of the ``--min-face-size`` / ``--min-quality`` options."""
+    from ..quality import QualityGate
+
+    return QualityGate(min_face_size, min_quality)

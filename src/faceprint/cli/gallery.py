@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..quality import MIN_FACE_PX, MIN_QUALITY
 from . import common
 
 if TYPE_CHECKING:
@@ -119,9 +120,12 @@ def enroll(
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
     as_json: JsonOpt = False,
+    min_face_size: common.MinFaceSizeOpt = MIN_FACE_PX,
+    min_quality: common.MinQualityOpt = MIN_QUALITY,
 ) -> None:
     """Enrol a person from one or more photos (or a folder per person with --from-dir)."""
     choice = _face_choice(face)
+    gate = common.quality_gate(min_face_size, min_quality)
     if from_dir is not None and (name or images):
         raise common.usage("give either NAME IMAGES... or --from-dir DIR, not both")
     if from_dir is None and (not name or not images):
@@ -136,11 +140,13 @@ def enroll(
             if from_dir is not None:
                 n = sum(1 for d in from_dir.glob("*/*") if d.is_file()) if from_dir.is_dir() else 0
                 with common.progress_bar("enrolling", n, n > 3) as adv:
-                    reports = g.enroll_dir(from_dir, face=choice, progress=adv)
+                    reports = g.enroll_dir(from_dir, face=choice, progress=adv, gate=gate)
             else:
                 assert name is not None and images is not None
                 with common.progress_bar(f"enrolling {name}", len(images), len(images) > 3) as adv:
-                    reports = [g.enroll(name, list(images), face=choice, metadata=metadata, progress=adv)]
+                    reports = [
+                        g.enroll(name, list(images), face=choice, metadata=metadata, progress=adv, gate=gate)
+                    ]
         except KeyboardInterrupt:
             # Each person is one transaction, so each is either in or not: count them in the
             # gallery itself (a report may not have been made when the interrupt came).
@@ -172,8 +178,11 @@ def identify(
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
     as_json: JsonOpt = False,
+    min_face_size: common.MinFaceSizeOpt = MIN_FACE_PX,
+    min_quality: common.MinQualityOpt = MIN_QUALITY,
 ) -> None:
-    """Name every face in every image, or 'unknown' below the threshold.
+    """Name every face in every image, or 'unknown' below the threshold; faces too small or
+    too poor to be evidence are 'unknown (too small)' etc.
 
     An image that cannot be read is reported (one line on stderr; ``error`` in --json)
     and the others are still identified; the exit code is then 1."""
@@ -181,6 +190,7 @@ def identify(
     from ..gallery.results import recognition_dict
     from ..io import load_image
 
+    gate = common.quality_gate(min_face_size, min_quality)
     rows: list[tuple[Path, Any]] = []  # (image, its recognitions, or the error message)
     with _open(gallery, detector, embedder) as g:
         op = g.operating_point(threshold)
@@ -195,7 +205,7 @@ def identify(
                         common.err.print(f"error: {exc}", markup=False)
                         rows.append((path, str(exc)))
                 if good:
-                    res = g.identify([img for _, img in good], top_k=top_k, threshold=threshold)
+                    res = g.identify([img for _, img in good], top_k=top_k, threshold=threshold, gate=gate)
                     for (row, _), recs in zip(good, res, strict=True):
                         rows[row] = (rows[row][0], recs)
                 adv(len(images[start : start + CHUNK]))
@@ -228,10 +238,12 @@ def identify(
                 continue
             common.out.print(f"{image}: {len(recs)} face(s)", markup=False)
             for i, r in enumerate(recs):
+                box = _box(r.face.box.to_dict())
+                if r.reason is not None:
+                    common.out.print(f"  #{i} {r.label} ({r.reason})  box={box}", markup=False)
+                    continue
                 sims = ", ".join(f"{m.identity} {m.similarity:.4f}" for m in r.matches) or "gallery is empty"
-                common.out.print(
-                    f"  #{i} {r.label}  box={_box(r.face.box.to_dict())}  [{sims}]", markup=False
-                )
+                common.out.print(f"  #{i} {r.label}  box={box}  [{sims}]", markup=False)
     if failed:
         raise typer.Exit(1)
 
@@ -243,16 +255,24 @@ def lookalike(
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
     as_json: JsonOpt = False,
+    min_face_size: common.MinFaceSizeOpt = MIN_FACE_PX,
+    min_quality: common.MinQualityOpt = MIN_QUALITY,
 ) -> None:
     """The enrolled people who look most like the face in IMAGE, whatever the threshold."""
     from ..gallery.results import recognition_dict
 
+    gate = common.quality_gate(min_face_size, min_quality)
     with _open(gallery, detector, embedder) as g:
-        r = g.lookalike(image, top_k=top_k)
+        r = g.lookalike(image, top_k=top_k, gate=gate)
     if as_json:
         common.print_json({"image": str(image), **recognition_dict(r)})
         return
     common.out.print(f"{image}: face box={_box(r.face.box.to_dict())}", markup=False)
+    if r.reason is not None:
+        common.out.print(
+            f"  {r.label} ({r.reason}): nobody searched (--min-face-size / --min-quality lower the gate)",
+            markup=False,
+        )
     for rank, m in enumerate(r.matches, start=1):
         common.out.print(f"  {rank}. {m.identity}  {m.similarity:.4f}", markup=False)
 

@@ -1,9 +1,11 @@
 """``faceprint watch SOURCE``: recognise the faces of a video file, camera or stream per track.
 
 Writes, as asked: an annotated video (``--out``: box, name or ``unknown``, similarity and
-track id on every face), events as JSON lines flushed as they happen (``--events``, so a
-consumer can ``tail -f`` them), and a window (``--show``, where OpenCV has a GUI and a
-display exists). Prints a summary per track at the end.
+track id on every detected face), events as JSON lines flushed as they happen (``--events``,
+so a consumer can ``tail -f`` them; appended, and each run starts with a ``run_started``
+line naming the source, models and start time, so runs in one file stay separable), and a
+window (``--show``, where OpenCV has a GUI and a display exists). A progress bar on stderr
+for files; a summary per track at the end, saying why a track stayed ``unknown``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from ..quality import MIN_FACE_PX, MIN_QUALITY
 from . import common
 
 GalleryOpt = Annotated[
@@ -52,14 +55,34 @@ def _can_show() -> bool:
 
 
 def annotate(result: Any) -> Any:
-    """The frame of ``result`` (RGB) with each track's box, label, similarity and id."""
+    """The frame of ``result`` (RGB) with the box, label, similarity and id of each track
+    whose face was detected (``FrameResult.visible``: coasting tracks are not drawn)."""
     from ..draw import draw_faces
 
     labels = []
-    for r in result.recognitions:
+    shown = result.visible
+    for r in shown:
         sim = f" {r.best.similarity:.2f}" if r.best is not None else ""
         labels.append(f"#{r.track_id} {r.label}{sim}")
-    return draw_faces(result.image, [r.face for r in result.recognitions], labels)
+    return draw_faces(result.image, [r.face for r in shown], labels)
+
+
+def run_header(src: Any, rec: Any, gallery: Any) -> dict[str, Any]:
+    """The first events line of a run: what was watched, with which models, from when
+    (ISO 8601, UTC). Passwords in URLs are masked."""
+    from datetime import UTC, datetime
+
+    from ..config import mask_url
+    from ..embedding import model_id
+
+    return {
+        "event": "run_started",
+        "source": mask_url(src.description),
+        "detector": rec.detector_name,
+        "embedder": model_id(rec.embedder),
+        "gallery": None if gallery is None else mask_url(str(gallery.store.location)),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def watch(
@@ -98,6 +121,8 @@ def watch(
     no_gallery: Annotated[bool, typer.Option("--no-gallery", help="track only, name nobody")] = False,
     detector: common.DetectorOpt = None,
     embedder: common.EmbedderOpt = None,
+    min_face_size: common.MinFaceSizeOpt = MIN_FACE_PX,
+    min_quality: common.MinQualityOpt = MIN_QUALITY,
 ) -> None:
     """Track faces and name each track (or 'unknown') by voting over its frames."""
     from ..recognizer import Recognizer
@@ -126,6 +151,7 @@ def watch(
         from ..gallery import open_gallery
 
         g = open_gallery(gallery, rec)
+    gate = common.quality_gate(min_face_size, min_quality)
     src = open_source(src_arg, max_fps=max_fps, reconnect=reconnect)
     common.err.print(f"watching {src.description}", markup=False)
     writer = None
@@ -134,35 +160,44 @@ def watch(
     except OSError as exc:
         src.close()
         raise common.fail(f"cannot write events to {events}: {exc.strerror or exc}") from None
+    if log is not None:
+        log.write(json.dumps(run_header(src, rec, g)) + "\n")
+        log.flush()
+    total = src.frame_count if not src.live else None
     tracks: dict[int, dict[str, Any]] = {}
     frames = 0
     t0 = time.perf_counter()
+    done = 0  # source frames read (a file read with --max-fps skips some)
     try:
-        for res in recognize_stream(
-            rec, g, src, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
-            min_frames=min_frames, tracker=Tracker(max_age=max_age),
-        ):  # fmt: skip
-            frames += res.image is not None
-            for ev in res.events:
-                if log is not None:
-                    log.write(json.dumps(ev) + "\n")
-                    log.flush()
-                if ev["event"] == "track_ended":
-                    tracks[ev["track_id"]] = ev
-            if res.image is None:
-                continue
-            if out is not None or show:
-                import cv2
+        with common.progress_bar("watching", total, bool(total) and not show) as advance:
+            for res in recognize_stream(
+                rec, g, src, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
+                min_frames=min_frames, tracker=Tracker(max_age=max_age), gate=gate,
+            ):  # fmt: skip
+                if res.image is not None:
+                    frames += 1
+                    advance(res.index + 1 - done)
+                    done = res.index + 1
+                for ev in res.events:
+                    if log is not None:
+                        log.write(json.dumps(ev) + "\n")
+                        log.flush()
+                    if ev["event"] == "track_ended":
+                        tracks[ev["track_id"]] = ev
+                if res.image is None:
+                    continue
+                if out is not None or show:
+                    import cv2
 
-                bgr = cv2.cvtColor(annotate(res), cv2.COLOR_RGB2BGR)
-                if out is not None:
-                    if writer is None:
-                        writer = _writer(out, src.fps or 25.0, (bgr.shape[1], bgr.shape[0]))
-                    writer.write(bgr)
-                if show:
-                    cv2.imshow("faceprint", bgr)
-                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                        break
+                    bgr = cv2.cvtColor(annotate(res), cv2.COLOR_RGB2BGR)
+                    if out is not None:
+                        if writer is None:
+                            writer = _writer(out, src.fps or 25.0, (bgr.shape[1], bgr.shape[0]))
+                        writer.write(bgr)
+                    if show:
+                        cv2.imshow("faceprint", bgr)
+                        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                            break
     except KeyboardInterrupt:
         common.err.print("interrupted", markup=False)
     finally:
@@ -179,6 +214,10 @@ def watch(
     for tid in sorted(tracks):
         ev = tracks[tid]
         sim = "" if ev["similarity"] is None else f", similarity {ev['similarity']:.3f}"
-        o.print(f"  track #{tid}: {ev['label']}{sim}, {ev['duration']:.1f} s, {ev['frames']} frames")
+        why = f" ({ev['reason']})" if ev.get("reason") else ""
+        o.print(
+            f"  track #{tid}: {ev['label']}{why}{sim}, {ev['duration']:.1f} s, {ev['frames']} frames",
+            markup=False,
+        )
     if out is not None and writer is not None:
         o.print(f"  annotated video: {out}")

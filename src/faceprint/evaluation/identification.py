@@ -106,7 +106,9 @@ def evaluate_identification(
         operating_point=op.to_dict(), detector=det, embedder=emb,
     )  # fmt: skip
     notes = [
-        ("dataset", f"{root}: {len(people)} people"),
+        ("dataset", f"{root}: {len(people)} people, {enrol_images + len(probes)} images: {enrol_images} "
+                    f"for enrolment, {len(split.known_probes)} known probes, {len(split.stranger_probes)} "
+                    "strangers' probes ('images' in the numbers counts the probes)"),
         ("split", f"first {gallery_per_person} image(s) per person enrolled; "
                   f"{len(split.gallery)} enrolled, {len(people) - len(split.gallery)} held out as strangers, "
                   f"seed {seed}"),
@@ -185,7 +187,8 @@ def _outputs(
         pngs["cmc.png"] = plots.cmc_plot({rep["embedder"]: cases["cmc"]}, out / "cmc.png", title="CMC")
         pngs["histogram.png"] = plots.score_histogram(
             cases["k_top"][cases["k_ok"]], cases["s_top"], thr, out / "histogram.png",
-            title="Top score: known probes identified (genuine) vs strangers (impostor)",
+            title="Top score: known probes named right vs strangers",
+            names=(f"known probes right at rank 1 (of {len(cases['k_ok'])})", "strangers' probes"),
         )  # fmt: skip
     if plots_dir is not None:
         rep["plots"] = [str(plots_dir / n) for n in pngs]

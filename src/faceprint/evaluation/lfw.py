@@ -111,7 +111,10 @@ def evaluate_lfw(
         kind="lfw", excluded_pairs=excluded, detector=det, embedder=emb,
         pairs_file=str(pairs), train_pairs_file=str(train_pairs) if train_pairs else None,
     )  # fmt: skip
-    notes = [("dataset", f"LFW root {root}"), ("pairs", str(pairs))]
+    notes = [
+        ("dataset", f"LFW root {root}: {rep['images']} distinct images in the pairs file(s)"),
+        ("pairs", f"{pairs}: {rep['pairs']} pairs"),
+    ]
     if train_pairs:
         notes.append(("threshold fitted on", str(train_pairs)))
     notes.append(("protocol", rep["protocol"]))
@@ -157,7 +160,13 @@ def evaluate_dir(
         kind="pairs", excluded_pairs=excluded, detector=det, embedder=emb, dir=str(root), face=face,
         people=len(people), seed=seed, note=lp.note,
     )  # fmt: skip
-    notes = [("dataset", f"{root}: {len(people)} people, {sum(map(len, people.values()))} images")]
+    notes = [
+        (
+            "dataset",
+            f"{root}: {len(people)} people, {sum(map(len, people.values()))} images, "
+            f"{len(paths)} of them in the pairs drawn (the 'images' counted in the numbers)",
+        )
+    ]
     notes.append(("pairs", f"{rep['genuine_pairs']} same + {rep['impostor_pairs']} different, seed {seed}"))
     if lp.note:
         notes.append(("note", lp.note))

@@ -1,9 +1,13 @@
-"""Evaluation plots as PNG files, on the same axes for every run so that runs compare.
+"""Evaluation plots as PNG files: axes fitted to the data, legends off the curves.
 
-Every figure is 6.4 x 4.8 inches at 100 dpi (640 x 480 pixels) with fixed margins and
-fixed axis limits, whatever the data: a value outside the limits is clipped or counted in
-the legend, never allowed to rescale the axes. Each function writes the PNG to ``path``
-(creating its folder) and returns the PNG bytes, for an HTML report to inline.
+Every figure is 6.4 x 4.8 inches at 100 dpi (640 x 480 pixels) with fixed margins, and
+its legend sits in a band *below* the axes, so it never hides a curve. Rate axes (TAR,
+FAR, accuracy, identification rate) are fixed (0 to 1; FAR on a log axis from 1e-4),
+so those plots compare across runs. Similarity axes are fitted to the data, with a small
+margin: cosine similarities of one embedder crowd into a narrow band (dlib's same/different
+pairs lie within 0.7-1.0), and a fixed [-0.2, 1] axis left them in its right 15%. The
+histogram's density axis is fitted to the tallest bin. Each function writes the PNG to
+``path`` (creating its folder) and returns the PNG bytes, for an HTML report to inline.
 
 Scores are cosine similarities (higher = more alike); a pair or probe is accepted when
 ``score >= threshold``. matplotlib is imported inside the functions, with its Agg canvas
@@ -17,7 +21,7 @@ import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -30,12 +34,13 @@ if TYPE_CHECKING:
 
 FIGSIZE = (6.4, 4.8)
 DPI = 100
-#: x range of the similarity plots (histogram and threshold curves).
+#: x range of the similarity plots when there is no data to fit them to.
 SCORE_RANGE = (-0.2, 1.0)
-#: histogram bin width: 60 bins over :data:`SCORE_RANGE`.
-BIN_WIDTH = 0.02
-#: y limit of the histogram's densities; a taller peak is named in the legend.
-DENSITY_MAX = 15.0
+#: bins of the similarity histogram, over the fitted range.
+BINS = 60
+#: margin around fitted data ranges, as a fraction of the range (at least MIN_MARGIN).
+MARGIN = 0.05
+MIN_MARGIN = 0.01
 FAR_RANGE = (1e-4, 1.0)
 CMC_MAX_RANK = 20
 
@@ -46,8 +51,9 @@ def _figure(title: str) -> tuple[Figure, Axes]:
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     FigureCanvasAgg(fig)
-    # fixed margins (no tight layout): the axes sit at the same pixels on every run
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.11, top=0.91)
+    # fixed margins (no tight layout): the axes sit at the same pixels on every run, with
+    # a band below them for the legend (see _legend)
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.27, top=0.92)
     ax = fig.add_subplot()
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
@@ -64,9 +70,13 @@ def _save(fig: Figure, path: str | Path) -> bytes:
     return data
 
 
-def _legend(ax: Axes, loc: Literal["upper left", "lower left", "lower right"]) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc=loc, fontsize=8, framealpha=0.9)
+def _legend(ax: Axes) -> None:
+    """The legend in the band below the axes, never over a curve: two columns, or one
+    when a label would not fit in half the width."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ncol = 2 if max(map(len, labels)) <= 48 else 1
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=ncol, fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="grey")
 
@@ -74,11 +84,22 @@ def _legend(ax: Axes, loc: Literal["upper left", "lower left", "lower right"]) -
 def _threshold_line(ax: Axes, threshold: float | None) -> None:
     if threshold is None:
         return
-    lo, hi = SCORE_RANGE
-    off = "" if lo <= threshold <= hi else ", off the axis"
-    ax.axvline(
-        min(max(threshold, lo), hi), color="black", ls="--", lw=1, label=f"threshold {threshold:.3f}{off}"
-    )
+    ax.axvline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.3f}")
+
+
+def fit_range(values: ArrayLike, threshold: float | None = None) -> tuple[float, float]:
+    """The x range of a similarity plot: the finite ``values`` and ``threshold``, with a
+    margin of :data:`MARGIN` of their span (at least :data:`MIN_MARGIN`) on each side;
+    :data:`SCORE_RANGE` when there is nothing to fit."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if threshold is not None and math.isfinite(threshold):
+        v = np.append(v, threshold)
+    if len(v) == 0:
+        return SCORE_RANGE
+    lo, hi = float(v.min()), float(v.max())
+    pad = max(MARGIN * (hi - lo), MIN_MARGIN)
+    return lo - pad, hi + pad
 
 
 def roc_plot(curves: Mapping[str, Roc], path: str | Path, title: str = "ROC") -> bytes:
@@ -121,18 +142,8 @@ def roc_plot(curves: Mapping[str, Roc], path: str | Path, title: str = "ROC") ->
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("FAR (false accept rate)")
     ax.set_ylabel("TAR (true accept rate)")
-    _legend(ax, "lower right")
+    _legend(ax)
     return _save(fig, path)
-
-
-def _histogram(values: NDArray[np.float64]) -> tuple[NDArray[np.float64], int, int]:
-    """Densities over the fixed bins, with values outside :data:`SCORE_RANGE` clipped into
-    the edge bins; and how many were below / above the range."""
-    lo, hi = SCORE_RANGE
-    edges = np.linspace(lo, hi, round((hi - lo) / BIN_WIDTH) + 1)
-    counts, _ = np.histogram(np.clip(values, lo, hi), bins=edges)
-    dens = counts / (len(values) * BIN_WIDTH) if len(values) else counts.astype(np.float64)
-    return dens.astype(np.float64), int((values < lo).sum()), int((values > hi).sum())
 
 
 def score_histogram(
@@ -143,37 +154,37 @@ def score_histogram(
     title: str = "Similarity: same person vs different people",
     names: tuple[str, str] = ("same person", "different people"),
 ) -> bytes:
-    """Densities of the genuine and impostor similarities over [-0.2, 1.0] in bins of 0.02.
+    """Densities of the genuine and impostor similarities in :data:`BINS` bins over the
+    range of the data and the threshold (:func:`fit_range`), density axis up to the
+    tallest bin.
 
-    Values outside the range go into the edge bins and are counted in the legend; scores
-    of pairs or probes without a face (at or below ``NO_FACE_SCORE``, or ``-inf``) are left
-    out of the densities and counted in the legend. Each density integrates to 1 over the
-    faces it has. ``threshold`` (or ``None``) is drawn as a dashed line.
+    Scores of pairs or probes without a face (at or below ``NO_FACE_SCORE``, or ``-inf``)
+    are left out of the densities and counted in the legend. Each density integrates to 1
+    over the faces it has. ``threshold`` (or ``None``) is drawn as a dashed line.
     """
-    lo, hi = SCORE_RANGE
-    edges = np.linspace(lo, hi, round((hi - lo) / BIN_WIDTH) + 1)
-    fig, ax = _figure(title)
-    for values, name, colour in ((genuine, names[0], "tab:green"), (impostor, names[1], "tab:red")):
+    sets = []
+    for values in (genuine, impostor):
         v = np.asarray(values, dtype=np.float64).ravel()
         face = np.isfinite(v) & (v > NO_FACE_SCORE)
-        dens, below, above = _histogram(v[face])
-        notes = [f"n={int(face.sum())}"]
-        if below:
-            notes.append(f"{below} below {lo:g}")
-        if above:
-            notes.append(f"{above} above {hi:g}")
-        if (~face).sum():
-            notes.append(f"{int((~face).sum())} without a face")
-        if len(dens) and dens.max() > DENSITY_MAX:
-            notes.append(f"peak {dens.max():.1f} off the axis")
+        sets.append((v[face], int((~face).sum())))
+    lo, hi = fit_range(np.concatenate([v for v, _ in sets]), threshold)
+    edges = np.linspace(lo, hi, BINS + 1)
+    width = (hi - lo) / BINS
+    fig, ax = _figure(title)
+    top = 0.0
+    for (v, faceless), name, colour in zip(sets, names, ("tab:green", "tab:red"), strict=True):
+        counts, _ = np.histogram(v, bins=edges)
+        dens = counts / (len(v) * width) if len(v) else counts.astype(np.float64)
+        top = max(top, float(dens.max()) if len(dens) else 0.0)
+        notes = [f"n={len(v)}"] + ([f"{faceless} without a face"] if faceless else [])
         ax.stairs(dens, edges, fill=True, alpha=0.35, color=colour)
         ax.stairs(dens, edges, color=colour, lw=1.2, label=f"{name} ({', '.join(notes)})")
     _threshold_line(ax, threshold)
     ax.set_xlim(lo, hi)
-    ax.set_ylim(0.0, DENSITY_MAX)
+    ax.set_ylim(0.0, top * 1.05 if top > 0 else 1.0)
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
-    _legend(ax, "upper left")
+    _legend(ax)
     return _save(fig, path)
 
 
@@ -183,11 +194,14 @@ def threshold_curves(
     path: str | Path,
     title: str = "Accuracy and F1 against the threshold",
 ) -> bytes:
-    """Accuracy and F1 (with TAR and FAR, thinner) against the threshold over [-0.2, 1.0],
-    rates from 0 to 1; ``threshold`` (or ``None``) as a dashed line."""
-    lo, hi = SCORE_RANGE
-    fig, ax = _figure(title)
+    """Accuracy and F1 (with TAR and FAR, thinner) against the threshold, rates from 0 to
+    1; ``threshold`` (or ``None``) as a dashed line. The threshold axis is fitted to where
+    the curves move (TAR or FAR strictly between 0 and 1) and the threshold: elsewhere they
+    are flat and say nothing."""
     t = sweep.thresholds
+    moving = ((sweep.tar > 0) & (sweep.tar < 1)) | ((sweep.far > 0) & (sweep.far < 1))
+    lo, hi = fit_range(t[moving], threshold)
+    fig, ax = _figure(title)
     ax.plot(t, sweep.accuracy, lw=1.8, color="tab:blue", label=_best("accuracy", t, sweep.accuracy))
     ax.plot(t, sweep.f1, lw=1.8, color="tab:orange", label=_best("F1", t, sweep.f1))
     ax.plot(t, sweep.tar, lw=1, ls="-.", color="tab:green", label="TAR (same accepted)")
@@ -197,7 +211,7 @@ def threshold_curves(
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("threshold (cosine similarity)")
     ax.set_ylabel("rate")
-    _legend(ax, "lower left")
+    _legend(ax)
     return _save(fig, path)
 
 
@@ -225,5 +239,5 @@ def cmc_plot(curves: Mapping[str, ArrayLike], path: str | Path, title: str = "CM
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate")
-    _legend(ax, "lower right")
+    _legend(ax)
     return _save(fig, path)

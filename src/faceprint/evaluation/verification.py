@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,8 +32,12 @@ from numpy.typing import NDArray
 from ..errors import EvaluationError
 from ..types import Box
 from . import metrics
-from .embedset import ImageResult
+from .embedset import ImageResult, pipeline_model_id, pipeline_names
 from .pairs import score_protocol
+
+if TYPE_CHECKING:
+    from ..recognizer import Recognizer
+    from .embedset import PipelineSpec
 
 FAR_TARGETS = (1e-1, 1e-2, 1e-3)
 HARDEST = 20
@@ -253,16 +257,20 @@ def finish(
     return rep
 
 
-def describe(pipeline: Any, extra: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
-    """Model and data description for the report header."""
+def describe(pipeline: PipelineSpec | Recognizer, extra: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """Model and data description for the report header. It names the detector and
+    embedder actually used (a pipeline built from defaults says which ones, not
+    "default") and the model id the vectors carry."""
     import datetime
     import platform
 
     from .. import __version__
 
+    det, emb = pipeline_names(pipeline)
     d = {
-        "detector": str(getattr(pipeline, "detector_name", getattr(pipeline, "detector", "")) or "default"),
-        "embedder": str(getattr(pipeline, "embedder_name", getattr(pipeline, "embedder", "")) or "default"),
+        "detector": det,
+        "embedder": emb,
+        "model": pipeline_model_id(pipeline),
         "faceprint": __version__,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",

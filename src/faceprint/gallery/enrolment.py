@@ -7,6 +7,9 @@ embed, commit) with its own rules, separate from searching a gallery;
 * a face in an enrolment photo is chosen by ``face``: ``"single"`` (the photo must hold
   exactly one face), ``"largest"``, ``"central"`` (nearest the image centre) or an index
   into the detector's faces (the ``#i`` that ``faceprint detect`` prints);
+* the chosen face must pass the quality gate (:mod:`faceprint.quality`): a face too
+  small or too poor to be searched later is refused with the reason and the option that
+  lowers the gate, since a gallery vector made from 20 px is noise that names strangers;
 * refusals are reported (:class:`~.results.Refusal`), never raised, so one bad photo does
   not stop a batch;
 * the same image (by sha256 of its bytes; of dtype, shape and pixels for arrays) enrolled
@@ -28,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import FaceprintError, GalleryError
+from ..quality import TOO_SMALL, QualityGate
 from ..selection import central_face, largest_face
-from ..types import Box, Face
+from ..types import Box, Face, Image
 from .records import FaceRecord, Store, check_name
 from .results import EnrolledFace, EnrollReport, Refusal
 
@@ -138,6 +142,25 @@ def _choose(faces: list[Face], face: FaceChoice, shape: tuple[int, ...]) -> Face
     return faces[0]
 
 
+def _gated(image: Image, face: Face, gate: QualityGate) -> Face | str:
+    """``face`` when it passes ``gate``, else the refusal: the reason, the measure and the
+    option that lowers the gate (``--min-face-size`` / ``--min-quality``; 0 disables)."""
+    quality, why = gate.check(image, face) if gate.active else (1.0, None)
+    if why is None:
+        return face
+    b = face.box
+    side = min(b.width, b.height)
+    if why == TOO_SMALL:
+        return (
+            f"face too small: {side:.0f} px, expected at least {gate.min_face_px:g} px "
+            "(lower it with --min-face-size, 0 disables)"
+        )
+    return (
+        f"face {why} (quality {quality:.2f}, expected at least {gate.min_quality:g}; "
+        "lower it with --min-quality, 0 disables)"
+    )
+
+
 def _known_images(store: Store, name: str) -> set[str]:
     try:
         return {f.image_sha256 for f in store.person(name)[1] if f.image_sha256}
@@ -152,13 +175,13 @@ def extract(
     plan: Sequence[tuple[str, Sequence[ImageInput]]],
     face: FaceChoice,
     progress: Progress | None,
+    gate: QualityGate,
 ) -> Iterator[tuple[str, Pending]]:
     """Detect, choose and embed the faces of every person of ``plan`` with ``recognizer``
     (whose vectors are ``model``), CHUNK images at a time across people; yields each
     person as soon as all their images are done. ``face`` is checked by the caller
-    (:func:`check_face_choice`)."""
+    (:func:`check_face_choice`); a chosen face that fails ``gate`` is refused."""
     from ..io import load_image
-    from ..types import Image
 
     flat = [(pi, i, im) for pi, (_, ims) in enumerate(plan) for i, im in enumerate(ims)]
     last = np.cumsum([len(ims) for _, ims in plan]) - 1  # flat index of each person's last image
@@ -183,6 +206,8 @@ def extract(
         chosen: list[tuple[int, str, Image, str, Face]] = []
         for pi, label, img, sha in part:
             pick = _choose(recognizer.detector.detect(img), face, img.shape)
+            if not isinstance(pick, str):
+                pick = _gated(img, pick, gate)
             if isinstance(pick, str):
                 pending[pi].refused.append(Refusal(label, pick))
             else:

@@ -6,6 +6,10 @@ A gallery couples a :class:`~.records.Store` (persistence, source of truth) with
 * similarities are cosine similarities of unit vectors (higher = more alike);
 * enrolment (which face of a photo, refusals reported not raised, duplicates by sha256,
   one transaction per person) follows :mod:`.enrolment`;
+* ``identify``, ``lookalike`` and enrolment ask one :class:`~faceprint.quality.QualityGate`
+  (``gate=``, default :data:`~faceprint.quality.DEFAULT_GATE`, the one ``watch`` uses)
+  before a face is searched or enrolled: a face it rejects (tiny, blurred, turned away)
+  is reported ``unknown`` with its ``reason``, or refused at enrolment, never named;
 * people are ranked by their centroid's similarity (see :mod:`.scoring`) among the owners
   of the most similar faces; the threshold is the per-call argument, else the one stored
   with the gallery, else the open-set threshold for the gallery's current number of
@@ -33,7 +37,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import FaceprintError, GalleryError, IncompatibleEmbeddingError, NoFaceError
-from ..types import Face, Match, Recognition
+from ..quality import DEFAULT_GATE, QualityGate
+from ..types import Face, Image, Match, Recognition
 from .enrolment import FaceChoice, Progress, as_list, check_face_choice, commit, extract, plan_dir
 from .exchange import export_store, import_store
 from .records import FaceRecord, Person, Store, check_name
@@ -109,25 +114,31 @@ class Gallery:
         face: FaceChoice = "single",
         metadata: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
+        gate: QualityGate = DEFAULT_GATE,
     ) -> EnrollReport:
-        """Add the face of each image to ``name`` (created when new); see :mod:`.enrolment`."""
+        """Add the face of each image to ``name`` (created when new); see :mod:`.enrolment`.
+        A chosen face that fails ``gate`` is refused with the reason."""
         check_name(name)
         self.check_model()
         check_face_choice(face)
         ((_, pending),) = extract(
-            self.recognizer, self.model, self.store, [(name, as_list(images))], face, progress
+            self.recognizer, self.model, self.store, [(name, as_list(images))], face, progress, gate
         )
         return commit(self.store, self.model, name, pending, metadata)
 
     def enroll_dir(
-        self, root: str | Path, face: FaceChoice = "single", progress: Progress | None = None
+        self,
+        root: str | Path,
+        face: FaceChoice = "single",
+        progress: Progress | None = None,
+        gate: QualityGate = DEFAULT_GATE,
     ) -> list[EnrollReport]:
         """Enrol ``root/<name>/<images>``: one transaction per person, while detection and
         embedding run in batches that span people (LFW-like folders hold 1-2 photos)."""
         plan = plan_dir(root)
         self.check_model()
         check_face_choice(face)
-        people = extract(self.recognizer, self.model, self.store, plan, face, progress)
+        people = extract(self.recognizer, self.model, self.store, plan, face, progress, gate)
         return [commit(self.store, self.model, n, p, None) for n, p in people]
 
     # -- search -----------------------------------------------------------------------
@@ -234,33 +245,57 @@ class Gallery:
         top_k: int = 1,
         threshold: float | None = None,
         progress: Progress | None = None,
+        gate: QualityGate = DEFAULT_GATE,
     ) -> Identification:
-        """Name every face of every image, or ``"unknown"`` below the threshold."""
+        """Name every face of every image, or ``"unknown"`` below the threshold; a face that
+        fails ``gate`` is not embedded and comes back ``unknown`` with its ``reason``."""
         if top_k < 1:
             raise GalleryError(f"top_k must be at least 1, got {top_k}")
         self.check_model()
         op = self.operating_point(threshold)
         images = as_list(images)
-        per_image = self.recognizer.process_batch(images, progress=progress)
+        verdicts: list[list[tuple[Face, str | None]]] = []  # per image, every face in detector order
+
+        def passing(faces: list[Face], image: Image) -> list[Face]:
+            verdicts.append([(f, gate.reason(image, f)) for f in faces])
+            return [f for f, why in verdicts[-1] if why is None]
+
+        per_image = self.recognizer.process_batch(images, select=passing, progress=progress)
         flat = [f for fs in per_image for f in fs]
         ranked = iter(self.rank(_vectors(flat), top_k))
-        results = tuple(tuple(Recognition(f, next(ranked), op.threshold) for f in fs) for fs in per_image)
+        results: list[tuple[Recognition, ...]] = []
+        for embedded, verdict in zip(per_image, verdicts, strict=True):
+            kept = iter(embedded)
+            results.append(tuple(
+                Recognition(next(kept), next(ranked), op.threshold) if why is None
+                else Recognition(f, (), op.threshold, why)
+                for f, why in verdict
+            ))  # fmt: skip
         labels = tuple(str(im) if not isinstance(im, np.ndarray | bytes) else f"image #{i + 1}"
                        for i, im in enumerate(images))  # fmt: skip
-        return Identification(labels, results, op)
+        return Identification(labels, tuple(results), op)
 
-    def lookalike(self, image: ImageInput, top_k: int = 5) -> Recognition:
+    def lookalike(self, image: ImageInput, top_k: int = 5, gate: QualityGate = DEFAULT_GATE) -> Recognition:
         """The ``top_k`` nearest enrolled *people* to the largest face of ``image``,
-        whatever the threshold (``Recognition.threshold`` is the operating point's)."""
+        whatever the threshold (``Recognition.threshold`` is the operating point's). When
+        that face fails ``gate`` nobody is searched: no matches, and the ``reason``."""
+        from ..io import load_image
+
         self.check_model()
-        faces = self.recognizer.process(image)
+        img = load_image(image)
+        faces = self.recognizer.detector.detect(img)
         if not faces:
             raise NoFaceError(
                 f"{image if isinstance(image, str | Path) else 'image'}: expected a face, found none"
             )
         probe = max(faces, key=lambda f: f.box.area)
+        threshold = self.operating_point().threshold
+        why = gate.reason(img, probe)
+        if why is not None:
+            return Recognition(probe, (), threshold, why)
+        (probe,) = self.recognizer.embed(img, [probe])
         (matches,) = self.rank(_vectors([probe]), top_k)
-        return Recognition(probe, matches, self.operating_point().threshold)
+        return Recognition(probe, matches, threshold)
 
     # -- management -------------------------------------------------------------------
     def people(self) -> list[Person]:

@@ -7,19 +7,14 @@ names someone else. Here each frame goes through
     now and then -> vote over the track's embeddings -> label the track
 
 **When a track is embedded** (only on frames where the detector ran and matched it, since
-alignment needs fresh landmarks, and only when the face's quality reaches
-``min_quality``): when it starts, then every ``embed_every`` frames, and sooner whenever its
-face is clearly better than the best one embedded so far (quality at least :data:`BETTER`
-times higher). A face below ``min_quality`` (tiny, blurred, dark or turned away), or
-smaller than :data:`MIN_FACE_PX`, is never evidence: on the Hamilton clip, blurred
-audience faces of quality < 0.1 scored just above the threshold against an enrolled
-person who was elsewhere in the clip, while every face correctly named had quality > 0.35.
-
-**Quality** of a face, in [0, 1]: detector score × size × frontality × sharpness, where
-size = min(1, shorter box side / 80 px); frontality = 1 - |eye-nose distance asymmetry|
-from the 5 landmarks (a turned head puts the nose near one eye); sharpness =
-min(1, variance of the Laplacian of the grey face crop / 100). It ranks faces of one
-track; it is not a calibrated probability.
+alignment needs fresh landmarks, and only when the face passes the quality gate of
+:mod:`faceprint.quality`, the same one ``identify`` and enrolment use): when it starts,
+then every ``embed_every`` frames, and sooner whenever its face is clearly better than the
+best one embedded so far (quality at least :data:`BETTER` times higher). A face the gate
+rejects (tiny, blurred, dark or turned away) is never evidence: on the Hamilton clip,
+blurred audience faces of quality < 0.1 scored just above the threshold against an
+enrolled person who was elsewhere in the clip, while every face correctly named had
+quality > 0.35. The quality also weights a track's embeddings in its vote.
 
 **The voting rule.** A track's evidence is its last :data:`MAX_EMBEDDINGS` embeddings.
 Their quality-weighted mean vector picks the candidate (``Gallery.rank``: the person whose
@@ -39,7 +34,9 @@ changes; each change to a name emits an ``identified`` event.
 **Events** (dicts, also in ``FrameResult.events``): ``track_started`` (a track is
 confirmed), ``identified`` (name, similarity, the number of embeddings it rests on, and
 the frames and seconds since the track started), ``track_ended`` (duration, frames seen,
-final label, and the best frame: the one with the highest quality). Boxes are xyxy
+final label, and the best frame: the one with the highest quality; for an ``unknown``
+track, the ``reason``: no face passed the quality gate, below the threshold, or too few
+embeddings). Boxes are xyxy
 pixels; similarities are cosine similarities; timestamps are seconds (container time for
 files, wall clock for live sources).
 
@@ -63,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..quality import DEFAULT_GATE, QualityGate
 from ..types import UNKNOWN, Face, Match, Recognition
 from .sources import Frame, FrameSource, open_source
 from .tracking import Track, Tracker, shot_changed
@@ -75,27 +73,20 @@ if TYPE_CHECKING:
 BETTER = 1.25
 #: Embeddings a track keeps for its vote (the most recent; bounds memory).
 MAX_EMBEDDINGS = 16
-#: Faces of lower quality are not embedded: they are not evidence of anyone.
-MIN_QUALITY = 0.2
-#: Faces whose shorter box side is below this many pixels are not embedded either: the
-#: threshold is calibrated on LFW faces (~80-120 px), and 20-35 px faces, upsampled 5x to
-#: the embedder's 150 px chip, scored strangers above it on the 1080p crowd clip.
-MIN_FACE_PX = 40.0
-#: Shorter box side (pixels) at which size stops limiting quality.
-FULL_SIZE_PX = 80.0
-#: Laplacian variance at which sharpness stops limiting quality.
-SHARP_VARIANCE = 100.0
 
 
 @dataclass(frozen=True, slots=True)
 class TrackRecognition(Recognition):
     """A :class:`~faceprint.types.Recognition` of a tracked face. ``label`` is the track's
     decided identity (module doc), not this frame's best match: ``matches`` carries the
-    evidence (the top person and similarity of the track's vote so far)."""
+    evidence (the top person and similarity of the track's vote so far). ``coasting``: the
+    detector missed the face on its latest frame, so ``face.box`` is only the motion
+    model's guess (the track survives short occlusions, but is not drawn)."""
 
     track_id: int = 0
     identity: str = UNKNOWN
     frames: int = 0  # embeddings the vote rests on
+    coasting: bool = False
 
     @property
     def label(self) -> str:
@@ -103,14 +94,15 @@ class TrackRecognition(Recognition):
 
     def to_dict(self) -> dict[str, Any]:
         d = Recognition.to_dict(self)
-        d.update(label=self.identity, track_id=self.track_id, frames=self.frames)
+        d.update(label=self.identity, track_id=self.track_id, frames=self.frames, coasting=self.coasting)
         return d
 
 
 @dataclass(frozen=True)
 class FrameResult:
-    """One processed frame: its recognitions (one per live confirmed track), the events
-    it produced, whether the detector ran, and the source's drop count so far."""
+    """One processed frame: its recognitions (one per live confirmed track, coasting ones
+    included), the events it produced, whether the detector ran, and the source's drop
+    count so far. :attr:`visible` are the ones to show."""
 
     index: int
     timestamp: float
@@ -119,6 +111,13 @@ class FrameResult:
     detected: bool = True
     dropped: int = 0
     image: NDArray[np.uint8] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def visible(self) -> tuple[TrackRecognition, ...]:
+        """The recognitions whose face the detector found on its latest frame: a coasting
+        track's box is a guess, and drawing it for ``max_age`` frames after its face left
+        shows a box on nothing."""
+        return tuple(r for r in self.recognitions if not r.coasting)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,26 +128,6 @@ class FrameResult:
             "recognitions": [r.to_dict() for r in self.recognitions],
             "events": list(self.events),
         }
-
-
-def face_quality(image: NDArray[np.uint8], face: Face) -> float:
-    """The quality score of the module doc, in [0, 1]."""
-    import cv2
-
-    b = face.box.clip(image.shape[1], image.shape[0])
-    size = min(1.0, min(b.width, b.height) / FULL_SIZE_PX)
-    frontal = 1.0
-    if face.landmarks is not None and len(face.landmarks) >= 3:
-        lm = np.asarray(face.landmarks, dtype=np.float64)
-        left, right, nose = lm[0], lm[1], lm[2]
-        dl, dr = float(np.linalg.norm(nose - left)), float(np.linalg.norm(nose - right))
-        frontal = 1.0 - abs(dl - dr) / max(dl + dr, 1e-6)
-    crop = image[int(b.y1) : int(b.y2), int(b.x1) : int(b.x2)]
-    sharp = 0.0
-    if crop.size:
-        grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
-        sharp = min(1.0, float(cv2.Laplacian(grey, cv2.CV_64F).var()) / SHARP_VARIANCE)
-    return float(max(0.0, min(1.0, face.score)) * size * frontal * sharp)
 
 
 @dataclass
@@ -196,7 +175,7 @@ class StreamRecognizer:
         min_frames: int = 3,
         tracker: Tracker | None = None,
         cuts: bool = True,
-        min_quality: float = MIN_QUALITY,
+        gate: QualityGate = DEFAULT_GATE,
     ) -> None:
         if detect_every < 1 or embed_every < 1 or min_frames < 1:
             raise ValueError("detect_every, embed_every and min_frames must be at least 1")
@@ -212,7 +191,7 @@ class StreamRecognizer:
         else:
             self.threshold = float(threshold) if threshold is not None else 1.0
         self.cuts = cuts
-        self.min_quality = min_quality
+        self.gate = gate
         self._prev: NDArray[np.uint8] | None = None
         self._states: dict[int, _TrackState] = {}
         self._count = 0
@@ -249,11 +228,10 @@ class StreamRecognizer:
             st = found
             st.frames_seen += 1
             if detect and t.face is not None and t.face.landmarks is not None:
-                q = face_quality(image, t.face)
+                q, rejected = self.gate.check(image, t.face)
                 due = index - st.last_embed_index >= self.embed_every
                 better = q >= BETTER * max(st.best_quality, 1e-6)
-                small = min(t.face.box.width, t.face.box.height) < MIN_FACE_PX
-                if q >= self.min_quality and not small and (st.embedded == 0 or due or better):
+                if rejected is None and (st.embedded == 0 or due or better):
                     todo.append((t, q))
         if todo:
             self._embed(image, todo, index, timestamp, events)
@@ -323,17 +301,36 @@ class StreamRecognizer:
         face = t.face if t.face is not None else Face(t.box, t.score)
         face = replace(face, track_id=t.id, embedding=None, embedding_model=None)
         matches = (st.top,) if st.top is not None else ()
-        return TrackRecognition(face, matches, self.threshold, t.id, st.identity, len(st.vectors))
+        return TrackRecognition(
+            face, matches, self.threshold, track_id=t.id, identity=st.identity, frames=len(st.vectors),
+            coasting=t.misses > 0,
+        )  # fmt: skip
 
     def _ended(self, t: Track, index: int, timestamp: float) -> dict[str, Any]:
         st = self._states.pop(t.id, None) or _TrackState(t.id, index, timestamp)
-        return {
+        out = {
             "event": "track_ended", "track_id": t.id, "frame": index, "timestamp": timestamp,
             "duration": round(timestamp - st.first_time, 4), "frames": st.frames_seen,
             "embeddings": st.embedded, "label": st.identity,
             "similarity": None if st.top is None else round(st.top.similarity, 6),
-            "best_frame": st.best or None,
+            "threshold": self.threshold, "best_frame": st.best or None,
         }  # fmt: skip
+        if st.identity == UNKNOWN:
+            out["reason"] = self._why_unknown(st)
+        return out
+
+    def _why_unknown(self, st: _TrackState) -> str:
+        """Why a track ended ``unknown``, in words: a similarity above the threshold alone
+        does not name a track (module doc), and a summary that shows one should say why."""
+        if self.gallery is None:
+            return "no gallery"
+        if st.embedded == 0:
+            return "no face passed the quality gate"
+        if st.top is None:
+            return "nobody enrolled"
+        if st.top.similarity < self.threshold:
+            return f"below the threshold ({st.top.similarity:.3f} < {self.threshold:.3f})"
+        return f"too few embeddings ({len(st.vectors)} of the {self.min_frames} needed)"
 
 
 def recognize_stream(
@@ -349,7 +346,7 @@ def recognize_stream(
     reconnect: bool = False,
     tracker: Tracker | None = None,
     cuts: bool = True,
-    min_quality: float = MIN_QUALITY,
+    gate: QualityGate = DEFAULT_GATE,
 ) -> Iterator[FrameResult]:
     """Recognise faces in ``source`` per track (module doc); a generator of
     :class:`FrameResult`, one per processed frame, in constant memory.
@@ -368,7 +365,7 @@ def recognize_stream(
     )
     sr = StreamRecognizer(
         recognizer, gallery, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
-        min_frames=min_frames, tracker=tracker, cuts=cuts, min_quality=min_quality,
+        min_frames=min_frames, tracker=tracker, cuts=cuts, gate=gate,
     )  # fmt: skip
     last: Frame | None = None
     try:

@@ -31,7 +31,12 @@ every live track by IoU with the tracks' predicted boxes (optimal assignment, se
 ``low_score <= score < high_score`` are matched to the confirmed tracks still unmatched, with a stricter gate
 (``low_iou_threshold``), since a weak detection is kept only where a face is expected: a
 half-turned or blurred face keeps its track alive, but a weak detection never starts a
-track. Unmatched high-score detections start tentative tracks; a tentative track becomes
+track. Unmatched high-score detections start tentative tracks, except duplicates: a
+detection that covers, or is covered by, more than :data:`DUPLICATE_OVERLAP` of a matched
+or stronger detection of the same frame is a second box on one face (YuNet put one on
+Miranda's forehead beside his face box at frames 152-154 of the Hamilton clip, IoU only
+0.22-0.26 but 62-70% of the smaller box inside the other), not a new face, since a face
+hidden that much is not detected. A tentative track becomes
 confirmed after ``min_hits`` hits in a row (or at once during the tracker's first
 ``min_hits`` detector frames, as SORT does, so a stream's first faces show without delay;
 :meth:`Tracker.close` does not restart that grace) and is dropped silently if it misses
@@ -80,6 +85,9 @@ Vector = NDArray[np.float64]
 _POS_STD = 1.0 / 20.0  # position noise, relative to the box size (DeepSORT's weights)
 _VEL_STD = 1.0 / 160.0  # velocity noise, relative to the box size
 SHOT_CHANGE_THRESHOLD = 18.0  # grey levels; see shot_changed
+#: An unmatched detection sharing more than this fraction of the smaller box's area with a
+#: matched or stronger detection of the same frame starts no track (module doc).
+DUPLICATE_OVERLAP = 0.5
 _MIN_SIZE = 1.0  # pixels: predicted widths and heights never shrink below this
 _F = np.eye(8)
 _F[:4, 4:] = np.eye(4)
@@ -251,9 +259,11 @@ class Tracker:
                     ended.append(self._snapshot(t))
                     continue
             survivors.append(lv)
-        for di, face in enumerate(high):
-            if di not in taken:
+        seen = list(matched.values())
+        for di, face in sorted(enumerate(high), key=lambda t: -t[1].score):
+            if di not in taken and not any(overlap(face.box, f.box) > DUPLICATE_OVERLAP for f in seen):
                 survivors.append(self._start(face))
+                seen.append(face)
         self._live = survivors
 
         started: list[Track] = []
@@ -360,6 +370,15 @@ def _thumbnail(image: Image, cols: int = 32, rows: int = 18) -> Vector:
     small = cv2.resize(np.ascontiguousarray(image), (cols, rows), interpolation=cv2.INTER_AREA)
     blocks: Vector = small.astype(np.float64).mean(axis=2) if small.ndim == 3 else small.astype(np.float64)
     return blocks
+
+
+def overlap(a: Box, b: Box) -> float:
+    """Intersection of the xyxy boxes ``a`` and ``b`` over the smaller one's area (1 when
+    one holds the other, whatever their sizes; IoU would be small then); 0 for empty boxes."""
+    w = min(a.x2, b.x2) - max(a.x1, b.x1)
+    h = min(a.y2, b.y2) - max(a.y1, b.y1)
+    smaller = min(a.area, b.area)
+    return max(0.0, w) * max(0.0, h) / smaller if smaller > 0 else 0.0
 
 
 def _xyxy(box: Box) -> tuple[float, float, float, float]:
