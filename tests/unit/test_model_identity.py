@@ -97,6 +97,15 @@ def test_an_old_gallery_is_migrated_on_open(tmp_path: Path) -> None:
     g.close()
 
 
+def test_an_unmigrated_gallery_says_how_to_upgrade_it() -> None:
+    from faceprint.gallery.gallery import _mismatch_hint
+
+    assert "open it once where it can be written" in _mismatch_hint("dlib-onnx@resnet_v1", STOCK)
+    assert "weights differ" in _mismatch_hint(STOCK, "dlib@resnet_v1+deadbeef")
+    assert _mismatch_hint(STOCK, STOCK + "+flip") == "drop --flip"
+    assert _mismatch_hint(STOCK + "+flip", STOCK) == "use --flip"
+
+
 def test_migration_is_one_transaction(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     _old_gallery(path)

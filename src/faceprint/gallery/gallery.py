@@ -41,7 +41,7 @@ from ..quality import DEFAULT_GATE, QualityGate
 from ..types import Face, Image, Match, Recognition
 from .enrolment import FaceChoice, Progress, as_list, check_face_choice, commit, extract, plan_dir
 from .exchange import export_store, import_store
-from .records import FaceRecord, Person, Store, check_name
+from .records import FaceRecord, Person, Store, check_name, upgrade_model_id
 from .results import EnrollReport, Identification, OperatingPoint
 from .scoring import (
     DEFAULT_FAR,
@@ -64,6 +64,8 @@ def _vectors(faces: Sequence[Face]) -> NDArray[np.float32]:
 
 def _mismatch_hint(bound: str, mine: str) -> str:
     """What to change so that vectors of ``mine`` fit a gallery bound to ``bound``."""
+    if upgrade_model_id(bound) is not None:  # not migrated: the file could not be written
+        return "an older faceprint wrote it; open it once where it can be written to upgrade its model id"
     b_parts, m_parts = bound.split("+"), mine.split("+")
     if b_parts[0] != m_parts[0]:
         return f"use the embedder of {b_parts[0].split('@')[0]}"
