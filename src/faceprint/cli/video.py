@@ -133,6 +133,8 @@ def watch(
         log: IO[str] | None = events.open("a", encoding="utf-8") if events is not None else None
     except OSError as exc:
         src.close()
+        if g is not None:
+            g.close()
         raise common.fail(f"cannot write events to {events}: {exc.strerror or exc}") from None
     tracks: dict[int, dict[str, Any]] = {}
     frames = 0
