@@ -136,3 +136,11 @@ def test_scrfd_licence_warning_once_per_evaluation_run(tmp_path: Path) -> None:
     res = run_cli("eval", "pairs", "--dir", str(root), "-d", "scrfd", "--workers", "2", "--per-class", "60")
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("non-commercial research") == 1, res.stderr
+
+
+def test_a_refused_enrolment_image_is_named_once(tmp_path: Path) -> None:
+    folder = tmp_path / "not-a-photo"
+    folder.mkdir()
+    res = run_cli("enroll", "ann", str(folder), "--gallery", str(tmp_path / "g.sqlite"))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert f"refused: {folder}: cannot read (Is a directory)" in res.stderr.splitlines(), res.stderr
