@@ -136,3 +136,34 @@ def test_scrfd_licence_warning_once_per_evaluation_run(tmp_path: Path) -> None:
     res = run_cli("eval", "pairs", "--dir", str(root), "-d", "scrfd", "--workers", "2", "--per-class", "60")
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("non-commercial research") == 1, res.stderr
+
+
+def test_a_refused_enrolment_image_is_named_once(tmp_path: Path) -> None:
+    folder = tmp_path / "not-a-photo"
+    folder.mkdir()
+    res = run_cli("enroll", "ann", str(folder), "--gallery", str(tmp_path / "g.sqlite"))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert f"refused: {folder}: cannot read (Is a directory)" in res.stderr.splitlines(), res.stderr
+
+
+@pytest.mark.parametrize("delay", [3.0, 10.0])  # workers starting; workers embedding
+def test_ctrl_c_stops_an_evaluation_without_tracebacks(tmp_path: Path, delay: float) -> None:
+    """Ctrl-C reaches the whole process group (the workers too): exit 130 at once, no
+    traceback from workers caught mid-import or mid-image, no worker left behind."""
+    lfw = need(LFW / "pairsDevTest.txt").parent
+    root = tmp_path / "faces"
+    root.mkdir()
+    for d in sorted(p for p in lfw.iterdir() if p.is_dir())[:60]:
+        (root / d.name).symlink_to(d)
+    proc = subprocess.Popen(
+        [*CLI, "eval", "pairs", "--dir", str(root), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(delay)
+    assert proc.poll() is None, "the evaluation ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr

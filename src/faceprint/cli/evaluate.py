@@ -9,6 +9,7 @@ summary, and can write the full result as JSON (``--json FILE``), fixed-scale PN
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +42,12 @@ def _face(face: str) -> str:
     if face not in ("largest", "central"):
         raise typer.BadParameter(f"expected 'largest' or 'central', got {face!r}")
     return face
+
+
+def _fraction(value: float) -> float:
+    if not (math.isfinite(value) and 0.0 <= value < 1.0):
+        raise typer.BadParameter(f"expected a fraction in [0, 1), got {value}")
+    return value
 
 
 FaceOpt = Annotated[
@@ -137,7 +144,9 @@ def lfw(
 @eval_app.command("pairs")
 def pairs_cmd(
     dir: DirOpt,
-    per_class: Annotated[int, typer.Option(help="same-person pairs (and as many different) at most")] = 3000,
+    per_class: Annotated[
+        int, typer.Option(min=1, help="same-person pairs (and as many different) at most")
+    ] = 3000,
     seed: SeedOpt = 0,
     face: FaceOpt = "largest",
     detector: DetectorOpt = None,
@@ -168,8 +177,12 @@ def pairs_cmd(
 @eval_app.command()
 def identification(
     dir: DirOpt,
-    gallery_per_person: Annotated[int, typer.Option(help="images enrolled per person (the first N)")] = 1,
-    unknown_fraction: Annotated[float, typer.Option(help="fraction of people held out as strangers")] = 0.2,
+    gallery_per_person: Annotated[
+        int, typer.Option(min=1, help="images enrolled per person (the first N)")
+    ] = 1,
+    unknown_fraction: Annotated[
+        float, typer.Option(help="fraction of people held out as strangers, in [0, 1)", callback=_fraction)
+    ] = 0.2,
     seed: SeedOpt = 0,
     face: FaceOpt = "largest",
     threshold: Annotated[

@@ -90,9 +90,9 @@ def detect(
         if (detector or default_detector_name()) != "hog":
             raise common.usage("--upsample applies to the hog detector only (add --detector hog)")
         opts = {"upsample": upsample}
-    rec = Recognizer(detector=detector, detector_options=opts)
-    if draw is not None:
+    if draw is not None:  # before any model loads: a bad place fails at once
         common.make_dirs(draw)
+    rec = Recognizer(detector=detector, detector_options=opts)
     rows: list[dict[str, object]] = []
     failed = 0
     with common.progress_bar("detecting", len(images), len(images) > 3) as advance:

@@ -159,6 +159,8 @@ def watch(
         log: IO[str] | None = events.open("a", encoding="utf-8") if events is not None else None
     except OSError as exc:
         src.close()
+        if g is not None:
+            g.close()
         raise common.fail(f"cannot write events to {events}: {exc.strerror or exc}") from None
     if log is not None:
         log.write(json.dumps(run_header(src, rec, g)) + "\n")

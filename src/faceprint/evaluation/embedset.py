@@ -31,9 +31,11 @@ import hashlib
 import multiprocessing as mp
 import os
 import pickle
-from collections.abc import Callable, Mapping, Sequence
+import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +230,22 @@ def _licence_warning(pipeline: PipelineSpec, emit: bool) -> None:
         warn_licence_once(emit=emit)
 
 
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT blocked, a mask they inherit and keep, so Ctrl-C
+    stops the run through this process alone, without a traceback from every worker
+    caught mid-import. Blocked, not ignored: a Ctrl-C while the workers start is held
+    and delivered here when this ends. POSIX only (elsewhere nothing changes)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _worker_init(specs: list[PipelineSpec], env: dict[str, str]) -> None:
     """Build this worker's pipelines. A failure is kept and raised by the first task, so
     the parent gets ONE error (a failing initializer would instead be logged with its
@@ -381,7 +399,9 @@ def embed_images_each(
             min(n_workers, len(chunks)), mp.get_context("spawn"), _worker_init, (specs, env)
         )
         try:
-            for results in pool.map(_worker_run, [(c, pick) for c in chunks]):
+            with _workers_ignore_ctrl_c():
+                results_in_order = pool.map(_worker_run, [(c, pick) for c in chunks])  # starts the workers
+            for results in results_in_order:
                 for j, r in results:
                     done(j, r)
         except BrokenProcessPool:

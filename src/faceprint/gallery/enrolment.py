@@ -202,7 +202,9 @@ def extract(
                 part.append((pi, label, load_image(data), sha))
             except FaceprintError as exc:
                 where = f"image #{i + 1}" if isinstance(image, np.ndarray | bytes) else str(image)
-                p.refused.append(Refusal(where, str(exc).removeprefix("image bytes: ")))
+                p.refused.append(
+                    Refusal(where, str(exc).removeprefix("image bytes: ").removeprefix(f"{where}: "))
+                )
         chosen: list[tuple[int, str, Image, str, Face]] = []
         for pi, label, img, sha in part:
             pick = _choose(recognizer.detector.detect(img), face, img.shape)

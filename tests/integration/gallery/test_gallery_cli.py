@@ -136,8 +136,11 @@ def test_enroll_refusals_duplicates_and_errors(tmp_path: Path, enrolled: Path) -
     res = run_cli("enroll", "Group", group, "--face", "largest", *gal)
     assert res.returncode == 0 and "1 face(s) added" in res.stdout
     one_error(run_cli("enroll", "Nobody", group, *gal), "nothing enrolled")
-    one_error(run_cli("enroll", "X", good, "--face", "biggest", *gal), "--face")
-    one_error(run_cli("enroll", "X", *gal), "expected NAME")
+    for args, needle in (((good, "--face", "biggest"), "--face"), ((), "expected NAME")):
+        res = run_cli("enroll", "X", *args, *gal)  # usage errors: exit 2, one line
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith("error:") and needle in line, line
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"not sqlite at all")
     one_error(run_cli("gallery", "list", "--gallery", str(garbage)), "expected an SQLite database")
