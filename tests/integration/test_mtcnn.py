@@ -20,6 +20,7 @@ from faceprint.detection import mtcnn as mt
 from faceprint.errors import InvalidImageError, ModelUnavailableError
 from faceprint.io import load_image
 from faceprint.types import Face
+from golden import check_faces, reference
 
 _DETECTOR: list[mt.MtcnnDetector] = []
 
@@ -62,6 +63,14 @@ def test_finds_the_central_face_on_lfw(det: mt.MtcnnDetector, lfw: Path) -> None
             assert 0.7 < central[0].score <= 1.0
             _check_std5(central[0])
     assert found >= 11, f"central LFW face found in only {found}/12 images"
+
+
+def test_matches_facenet_pytorchs_own_mtcnn(weights: Path) -> None:
+    """Boxes (IoU >= 0.95), landmarks (<= 1 px) and scores against outputs recorded from
+    facenet-pytorch's MTCNN (fixtures/mtcnn_reference.json says how)."""
+    ref = reference("mtcnn_reference.json")
+    det = mt.MtcnnDetector(model_dir=str(weights), **ref["options"])
+    assert check_faces(det.detect, ref["images"]) >= 20
 
 
 def test_batch_matches_single_images(det: mt.MtcnnDetector, lfw: Path) -> None:

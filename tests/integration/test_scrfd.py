@@ -20,6 +20,7 @@ from faceprint.detection.scrfd import MODEL_FILES, ScrfdDetector
 from faceprint.errors import InvalidImageError, ModelUnavailableError, UnknownComponentError
 from faceprint.io import load_image
 from faceprint.types import Face
+from golden import check_faces, reference
 
 VARIANTS = sorted(MODEL_FILES)
 _CACHE: dict[str, ScrfdDetector] = {}
@@ -65,6 +66,20 @@ def test_finds_the_central_lfw_face_with_std5_landmarks(variant: str, lfw: Path)
             _assert_std5_inside(central[0])
             assert 0.5 <= central[0].score <= 1.0
     assert found >= 11, f"scrfd {variant} found the central LFW face in only {found}/12 images"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_matches_insightfaces_own_scrfd(variant: str) -> None:
+    """Boxes (IoU >= 0.95), landmarks (<= 1 px) and scores against outputs recorded from
+    InsightFace's SCRFD class (fixtures/scrfd_reference.json says how)."""
+    ref = reference("scrfd_reference.json")
+    opts = ref["options"]
+    det = ScrfdDetector(
+        model=variant, model_path=str(need(MODELS / MODEL_FILES[variant])),
+        score_threshold=opts["score_threshold"], nms_threshold=opts["nms_threshold"],
+        input_size=tuple(opts["input_size"]),
+    )  # fmt: skip
+    assert check_faces(det.detect, ref["variants"][variant]) >= 20
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -5,8 +5,8 @@ and returns, and how this module handles it:
 
 * **Input**: one fixed-size canvas per image (``input_size``, width x height, default
   640 x 640, multiples of 32). The image is resized keeping its aspect ratio and placed in
-  the top-left corner; the rest is black (InsightFace's own inference does the same), so
-  mapping back to the original pixels is a division by the per-axis scale. Pixels are
+  the top-left corner; the rest is black, and mapping back to the original pixels is a
+  division by the scale (:func:`letterbox` does all this as InsightFace does). Pixels are
   **RGB** (InsightFace feeds BGR images through ``blobFromImage(swapRB=True)``) and
   normalised as ``(x - 127.5) / 128``, NCHW float32.
 * **Outputs**: for each stride 8, 16, 32 a score map (sigmoid probability), box distances
@@ -84,23 +84,27 @@ class _Placement:
 
 
 def letterbox(image: Image, size: tuple[int, int]) -> tuple[NDArray[np.uint8], _Placement]:
-    """Resize an RGB image into a black ``size`` = (width, height) canvas, top-left aligned.
+    """Resize an RGB image into a black ``size`` = (width, height) canvas, top-left aligned,
+    exactly as InsightFace's ``SCRFD.detect`` does, so outputs match the reference's
+    (tests/integration/test_scrfd.py checks them against outputs recorded from it).
 
-    The aspect ratio is kept up to rounding; the exact per-axis scales are returned so
-    detections map back without drift. Shrinking uses area averaging (no aliasing on big
-    photos), enlarging bilinear interpolation.
+    The side that fills the canvas takes its full length and the other ``int()`` of the
+    scaled length; the resize is bilinear (cv2's default) whether it shrinks or enlarges;
+    and both axes map back by one scale, ``new height / height``, as the reference does
+    (off from the true width scale by less than one canvas pixel).
     """
     import cv2
 
     h, w = image.shape[:2]
     cw, ch = size
-    scale = min(cw / w, ch / h)
-    nw = min(cw, max(1, round(w * scale)))
-    nh = min(ch, max(1, round(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    ratio = h / w  # the reference's float expressions, so int() truncates the same way
+    if ratio > ch / cw:
+        nh, nw = ch, max(1, int(ch / ratio))
+    else:
+        nw, nh = cw, max(1, int(cw * ratio))
     canvas = np.zeros((ch, cw, 3), np.uint8)
-    canvas[:nh, :nw] = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=interp)
-    return canvas, _Placement(nw / w, nh / h)
+    canvas[:nh, :nw] = cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas, _Placement(nh / h, nh / h)
 
 
 def nms(boxes: NDArray[np.float64], scores: NDArray[np.float64], iou_threshold: float) -> NDArray[np.intp]:
