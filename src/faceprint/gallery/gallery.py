@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import FaceprintError, GalleryError, IncompatibleEmbeddingError, NoFaceError
+from ..errors import FaceprintError, GalleryError, IncompatibleEmbeddingError
 from ..types import Face, Match, Recognition
 from .enrolment import FaceChoice, Progress, as_list, check_face_choice, commit, extract, plan_dir
 from .exchange import export_store, import_store
@@ -282,9 +282,10 @@ class Gallery:
         self.check_model()
         faces = self.recognizer.process(image)
         if not faces:
-            raise NoFaceError(
-                f"{image if isinstance(image, str | Path) else 'image'}: expected a face, found none"
-            )
+            from ..recognizer import no_face_error
+
+            label = str(image) if isinstance(image, str | Path) else "image"
+            raise no_face_error(label, self.recognizer.detector_name)
         probe = max(faces, key=lambda f: f.box.area)
         (matches,) = self.rank(_vectors([probe]), top_k)
         return Recognition(probe, matches, self.operating_point().threshold)
