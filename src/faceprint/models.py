@@ -6,8 +6,11 @@ and whether that licence allows commercial use. :func:`resolve` finds a file in 
 1. an explicit path given by the caller;
 2. the directories in ``FACEPRINT_MODELS`` (``Settings.model_dirs``);
 3. the cache dir (``Settings.cache_dir``);
-4. a pip package that ships it (``face_recognition_models``, found with ``find_spec`` so
-   that its ``__init__``, which imports the removed ``pkg_resources``, never runs);
+4. a pip package that ships it: faceprint itself ships YuNet (MIT, 232,589 bytes) under
+   ``faceprint/models_data/`` with its licence, so the default detector works offline
+   right after ``pip install``; ``face_recognition_models`` ships dlib's files (found
+   with ``find_spec`` so that its ``__init__``, which imports the removed
+   ``pkg_resources``, never runs);
 5. a download from the official URL, only when allowed (not ``FACEPRINT_OFFLINE``), checked
    against the sha256 and written atomically (temporary file, then ``os.replace``).
 
@@ -41,6 +44,7 @@ class ModelFile:
     sha256: str
     url: str | None = None
     package: str | None = None  # pip package that ships the file under <package>/models/
+    bundled: bool = False  # shipped inside faceprint, under faceprint/models_data/
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,12 @@ CATALOG: dict[str, ModelSpec] = {
                     "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
                     url="https://github.com/opencv/opencv_zoo/raw/main/models/"
                     "face_detection_yunet/face_detection_yunet_2023mar.onnx",
+                    bundled=True,
                 ),
             ),
             licence="MIT (opencv_zoo)",
             commercial_use=True,
-            source="opencv_zoo release",
+            source="opencv_zoo release; shipped inside faceprint",
             input_size=(640, 640),
         ),
         ModelSpec(
@@ -205,6 +210,11 @@ def package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def bundled_dir() -> Path:
+    """The directory of the model files shipped inside faceprint (see ``models_data/README.md``)."""
+    return Path(__file__).resolve().parent / "models_data"
+
+
 def _candidates(mf: ModelFile, settings: Settings) -> list[Path]:
     out = [d / mf.filename for d in settings.model_dirs]
     out.append(settings.cache_dir / mf.filename)
@@ -212,6 +222,8 @@ def _candidates(mf: ModelFile, settings: Settings) -> list[Path]:
         pdir = package_dir(mf.package)
         if pdir is not None:
             out.append(pdir / "models" / mf.filename)
+    if mf.bundled:
+        out.append(bundled_dir() / mf.filename)
     return out
 
 

@@ -97,3 +97,27 @@ def test_refining_oversized_faces_adds_no_new_ones(yunet: YuNetDetector) -> None
     img = load_image(need(GALLERY / "face_recognition_knn" / "train" / "biden" / "biden2.jpg"))
     (face,) = yunet.detect(img)
     assert face.score > 0.9 and face.box.x1 > 300
+
+
+def test_detect_works_offline_with_no_model_dirs(tmp_path: Path) -> None:
+    """The README's first command on a fresh install: no FACEPRINT_MODELS, an empty cache,
+    no network; the default detector is YuNet, from the file inside the package."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    img = need(GALLERY / "face_recognition_knn" / "train" / "obama" / "obama.jpg")
+    env = {k: v for k, v in os.environ.items() if k != "FACEPRINT_MODELS"}
+    env.update(FACEPRINT_OFFLINE="1", FACEPRINT_HOME=str(tmp_path / "home"))
+    res = subprocess.run(
+        [sys.executable, "-m", "faceprint.cli.main", "detect", str(img), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["detector"] == "yunet" and len(out["images"][0]["faces"]) == 1
+    assert not any(tmp_path.rglob("face_detection_yunet*")), "nothing fetched into the cache"

@@ -69,9 +69,25 @@ def test_unknown_file_of_a_model(tmp_path: Path) -> None:
 
 def test_missing_model_offline_names_the_command(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailableError) as e:
-        models.resolve("yunet", settings=_settings(tmp_path))
-    assert "faceprint models download yunet" in str(e.value)
+        models.resolve("mtcnn", settings=_settings(tmp_path))
+    assert "faceprint models download mtcnn" in str(e.value)
     assert "FACEPRINT_OFFLINE" in str(e.value)
+
+
+def test_yunet_ships_inside_the_package(tmp_path: Path) -> None:
+    """No FACEPRINT_MODELS, an empty cache, offline: YuNet is still found, the official
+    bytes, with its MIT licence beside it."""
+    p = models.resolve("yunet", settings=_settings(tmp_path))
+    assert p.parent == models.bundled_dir() and p.parent.parent == Path(models.__file__).resolve().parent
+    assert models.verify_file(p, models.CATALOG["yunet"].files[0])
+    licence = (p.parent / "LICENSE-yunet").read_text()
+    assert "MIT License" in licence and "Shiqi Yu" in licence
+    assert models.CATALOG["yunet"].files[0].sha256 in (p.parent / "README.md").read_text()
+    # a copy in FACEPRINT_MODELS still comes first
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / p.name).write_bytes(b"x")
+    assert models.resolve("yunet", settings=_settings(tmp_path, d)) == d / p.name
 
 
 def test_pip_package_models_resolve_without_running_its_init() -> None:
