@@ -20,6 +20,7 @@ A missing file raises :class:`ModelUnavailableError` naming the command to run.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.util
 import logging
 import os
@@ -295,23 +296,34 @@ def fetch(spec: ModelSpec, mf: ModelFile, dest_dir: Path, url: str | None = None
         raise ModelUnavailableError(f"model {spec.name!r} has no download URL: {how_to_get(spec, mf)}")
     final = dest_dir / mf.filename
     final.parent.mkdir(parents=True, exist_ok=True)
+    by_hand = (
+        f"fetch {src} by hand and save it as {final} (sha256 {mf.sha256}), "
+        "or put it in a directory listed in FACEPRINT_MODELS"
+    )
     fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=final.parent)
     tmp = Path(tmp_name)
     h = hashlib.sha256()
+    size = 0
     try:
         log.info("downloading %s from %s", mf.filename, src)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src, timeout=60) as resp:
+            expected = resp.headers.get("Content-Length")
             while chunk := resp.read(_CHUNK):
                 h.update(chunk)
                 out.write(chunk)
+                size += len(chunk)
+        if expected is not None and expected.isdigit() and size != int(expected):
+            raise ConnectionError(f"the connection closed after {size} of {expected} bytes")
         if h.hexdigest() != mf.sha256:
             raise ModelUnavailableError(
                 f"checksum mismatch for {mf.filename} from {src}: expected sha256 {mf.sha256}, "
                 f"got {h.hexdigest()}; the file was discarded"
             )
         os.replace(tmp, final)
-    except OSError as exc:
-        raise ModelUnavailableError(f"could not download {mf.filename} from {src}: {exc}") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        why = getattr(exc, "reason", None) or exc
+        msg = f"could not download {mf.filename} from {src} ({why}): {by_hand}"
+        raise ModelUnavailableError(msg) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return final

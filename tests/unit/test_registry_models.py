@@ -192,3 +192,66 @@ def test_models_list_shows_every_model_with_its_licence(
     assert rows["yunet"]["commercial_use"] is True
     assert rows["dlib-onnx"]["present"] is False  # not built in an empty cache
     assert rows["dlib"]["present"] is True  # shipped by face_recognition_models
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: connecting is refused, as offline."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_download_without_network_says_what_to_do(tmp_path: Path) -> None:
+    """`faceprint models download` with the network unreachable: one line that names the
+    URL to fetch by hand and where to put the file, or FACEPRINT_MODELS."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"http://127.0.0.1:{_closed_port()}/face_detection_yunet_2023mar.onnx"
+    cache = tmp_path / "cache"
+    env = dict(os.environ, FACEPRINT_CACHE=str(cache))
+    res = subprocess.run(
+        [sys.executable, "-m", "faceprint.cli.main", "models", "download", "yunet", "--url", url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert f"fetch {url} by hand" in line
+    assert str(cache / "face_detection_yunet_2023mar.onnx") in line and "FACEPRINT_MODELS" in line
+    assert models.CATALOG["yunet"].files[0].sha256 in line
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_download_cut_off_midway_leaves_nothing_and_says_what_to_do(tmp_path: Path) -> None:
+    """A server that promises 100 kB, sends 10 bytes and hangs up."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    spec, mf = _spec_for(b"x")
+    dest = tmp_path / "dest"
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}/thing.onnx"
+    try:
+        with pytest.raises(ModelUnavailableError, match="could not download") as e:
+            models.fetch(spec, mf, dest, url=url)
+    finally:
+        t.join(10)
+        srv.close()
+    assert f"fetch {url} by hand" in str(e.value) and "\n" not in str(e.value)
+    assert list(dest.iterdir()) == []
