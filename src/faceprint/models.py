@@ -6,8 +6,11 @@ and whether that licence allows commercial use. :func:`resolve` finds a file in 
 1. an explicit path given by the caller;
 2. the directories in ``FACEPRINT_MODELS`` (``Settings.model_dirs``);
 3. the cache dir (``Settings.cache_dir``);
-4. a pip package that ships it (``face_recognition_models``, found with ``find_spec`` so
-   that its ``__init__``, which imports the removed ``pkg_resources``, never runs);
+4. a pip package that ships it: faceprint itself ships YuNet (MIT, 232,589 bytes) under
+   ``faceprint/models_data/`` with its licence, so the default detector works offline
+   right after ``pip install``; ``face_recognition_models`` ships dlib's files (found
+   with ``find_spec`` so that its ``__init__``, which imports the removed
+   ``pkg_resources``, never runs);
 5. a download from the official URL, only when allowed (not ``FACEPRINT_OFFLINE``), checked
    against the sha256 and written atomically (temporary file, then ``os.replace``).
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import http.client
 import importlib.util
 import logging
 import os
@@ -42,6 +46,7 @@ class ModelFile:
     sha256: str
     url: str | None = None
     package: str | None = None  # pip package that ships the file under <package>/models/
+    bundled: bool = False  # shipped inside faceprint, under faceprint/models_data/
 
 
 @dataclass(frozen=True)
@@ -96,11 +101,12 @@ CATALOG: dict[str, ModelSpec] = {
                     "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
                     url="https://github.com/opencv/opencv_zoo/raw/main/models/"
                     "face_detection_yunet/face_detection_yunet_2023mar.onnx",
+                    bundled=True,
                 ),
             ),
             licence="MIT (opencv_zoo)",
             commercial_use=True,
-            source="opencv_zoo release",
+            source="opencv_zoo release; shipped inside faceprint",
             input_size=(640, 640),
         ),
         ModelSpec(
@@ -220,6 +226,11 @@ def package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def bundled_dir() -> Path:
+    """The directory of the model files shipped inside faceprint (see ``models_data/README.md``)."""
+    return Path(__file__).resolve().parent / "models_data"
+
+
 def _candidates(mf: ModelFile, settings: Settings) -> list[Path]:
     out = [d / mf.filename for d in settings.model_dirs]
     out.append(settings.cache_dir / mf.filename)
@@ -227,6 +238,8 @@ def _candidates(mf: ModelFile, settings: Settings) -> list[Path]:
         pdir = package_dir(mf.package)
         if pdir is not None:
             out.append(pdir / "models" / mf.filename)
+    if mf.bundled:
+        out.append(bundled_dir() / mf.filename)
     return out
 
 
@@ -298,23 +311,34 @@ def fetch(spec: ModelSpec, mf: ModelFile, dest_dir: Path, url: str | None = None
         raise ModelUnavailableError(f"model {spec.name!r} has no download URL: {how_to_get(spec, mf)}")
     final = dest_dir / mf.filename
     final.parent.mkdir(parents=True, exist_ok=True)
+    by_hand = (
+        f"fetch {src} by hand and save it as {final} (sha256 {mf.sha256}), "
+        "or put it in a directory listed in FACEPRINT_MODELS"
+    )
     fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=final.parent)
     tmp = Path(tmp_name)
     h = hashlib.sha256()
+    size = 0
     try:
         log.info("downloading %s from %s", mf.filename, src)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(src, timeout=60) as resp:
+            expected = resp.headers.get("Content-Length")
             while chunk := resp.read(_CHUNK):
                 h.update(chunk)
                 out.write(chunk)
+                size += len(chunk)
+        if expected is not None and expected.isdigit() and size != int(expected):
+            raise ConnectionError(f"the connection closed after {size} of {expected} bytes")
         if h.hexdigest() != mf.sha256:
             raise ModelUnavailableError(
                 f"checksum mismatch for {mf.filename} from {src}: expected sha256 {mf.sha256}, "
                 f"got {h.hexdigest()}; the file was discarded"
             )
         os.replace(tmp, final)
-    except OSError as exc:
-        raise ModelUnavailableError(f"could not download {mf.filename} from {src}: {exc}") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        why = getattr(exc, "reason", None) or exc
+        msg = f"could not download {mf.filename} from {src} ({why}): {by_hand}"
+        raise ModelUnavailableError(msg) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return final

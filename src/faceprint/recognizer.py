@@ -45,6 +45,15 @@ def default_detector_name(settings: Settings | None = None) -> str:
         return "hog"
 
 
+def no_face_error(label: str, detector: str) -> NoFaceError:
+    """The error for an image without a face: it names the detector used and the others,
+    since each misses faces the others find (pose, size, lighting)."""
+    others = ", ".join(n for n in detectors.names() if n != detector)
+    return NoFaceError(
+        f"{label}: expected a face, found none (detector {detector}); try another detector: {others}"
+    )
+
+
 def _create(registry: Registry[Any], name: str, options: dict[str, Any] | None, threads: int | None) -> Any:
     """Instantiate ``name``; ``threads`` goes to components that run on onnxruntime
     (their ``intra_op_threads`` option) and is ignored by the others (dlib, OpenCV)."""
@@ -190,7 +199,7 @@ class Recognizer:
         faces = self.detector.detect(img)
         label = _label(image, i)
         if not faces:
-            raise NoFaceError(f"{label}: expected a face, found none (detector {self.detector_name})")
+            raise no_face_error(label, self.detector_name)
         if len(faces) > 1:
             if strict:
                 raise MultipleFacesError(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceprint import models
 from faceprint.errors import MultipleFacesError, NoFaceError
 from faceprint.recognizer import Recognizer, default_detector_name
 
@@ -20,9 +21,11 @@ def test_default_detector_is_the_best_available(
 ) -> None:
     assert default_detector_name() == "yunet"
     monkeypatch.setenv("FACEPRINT_MODELS", str(tmp_path))
-    assert default_detector_name() == "hog"
-    monkeypatch.setenv("FACEPRINT_DETECTOR", "hog")
-    assert default_detector_name() == "hog"
+    assert default_detector_name() == "yunet"  # shipped inside the package
+    monkeypatch.setattr(models, "bundled_dir", lambda: tmp_path / "stripped")
+    assert default_detector_name() == "hog"  # a package with its data stripped
+    monkeypatch.setenv("FACEPRINT_DETECTOR", "yunet")
+    assert default_detector_name() == "yunet"
 
 
 @pytest.mark.parametrize(

