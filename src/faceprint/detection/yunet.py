@@ -5,17 +5,18 @@ so its order already is ``std5`` (viewer's left eye, right eye, nose tip, left m
 corner, right mouth corner). Boxes are xyxy pixels of the original image.
 
 Input scaling: the network runs on the image at its own size (images larger than
-``max_side`` are shrunk first). YuNet's deepest feature map has a stride of 32, and it
-finds faces from about 10 px to about 400 px tall in its input: measured on
-facenet-pytorch's test photos, scores stay above 0.9 up to about 400 px and fall to
-0.6-0.8 at about 600 px, and a face about 1000 px tall (a selfie or ID photo at camera
-resolution) is not found at all. So when an image larger than :data:`RETRY_SIDE` yields
-no face, the detector looks once more on a copy shrunk to that long side, where even a
-face that fills the frame is in range, and maps boxes and landmarks back to the
-original pixels. An image with a face found on the first pass is never searched again,
-so results on ordinary photos are unchanged. (Padding the image with a border does not
-help: the network input follows the image size, so a border leaves the face as many
-pixels tall as before; tight 160x160 crops are found without it.)
+``max_side`` are shrunk first). opencv_zoo states that YuNet detects faces of about
+10x10 to 300x300 px "due to the training scheme"; measured on facenet-pytorch's test
+photos, scores stay above 0.9 up to about 400 px, fall to 0.6-0.8 at about 600 px with
+boxes that cover only part of the face, and a face about 1000 px tall (a selfie or an
+ID photo at camera resolution: ``paul_rudd/1.jpg``) is not found at all. So when an
+image larger than :data:`RETRY_SIDE` yields no face of at most :data:`LARGEST_FACE` px,
+the detector looks again on smaller copies (see :meth:`YuNetDetector._retry_smaller`)
+and maps boxes and landmarks back to the original pixels. An image with a face in
+range on the first pass, and any image of at most :data:`RETRY_SIDE` px (LFW's are
+250), gets exactly the single pass it always had. Padding the image with a border does
+not help: the network input follows the image size, so a border leaves the face as many
+pixels tall as before; tight 160x160 crops are found without it.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from ..errors import ModelUnavailableError
 from ..types import Box, Face, Image
 from . import too_small
 
-#: Long side of the copy searched when the full-size image yields no face. A face can be
-#: at most this many pixels across there, within YuNet's range; the smallest face
-#: rescued this way (one just too large for the first pass, about 400 px in an image of
-#: ``max_side``) is still about 50 px across.
+#: Long side of the smallest copy searched. A face can be at most this many pixels
+#: across there, within YuNet's range; the smallest face rescued this way (one just too
+#: large for the first pass, about 400 px in an image of ``max_side``) is still about
+#: 50 px across there.
 RETRY_SIDE = 320
 
 #: Faces larger than this (px, the box's longer side in the network input) are beyond
