@@ -81,6 +81,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
             before = len(cache)
             out[det] = evaluate_lfw(spec, LFW, test_file, train_file, cache=cache)
             assert len(cache) == before, "evaluate_lfw embedded again instead of using the cache"
+            print(f"{det} + {out[det]['embedder']}: {out[det]['accuracy_mean']:.1%} on pairsDevTest")
         n = f"{len(paths)} images x {len(specs)} pipelines"
         print(f"\naccuracy regression: {n} embedded in {t1 - t0:.0f} s")
     return out
