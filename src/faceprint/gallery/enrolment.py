@@ -21,6 +21,7 @@ embed, commit) with its own rules, separate from searching a gallery;
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -144,7 +145,7 @@ def _gated(image: Image, face: Face, gate: QualityGate) -> Face | str:
             "(lower it with --min-face-size, 0 disables)"
         )
     return (
-        f"face {why} (quality {quality:.2f}, expected at least {gate.min_quality:g}; "
+        f"face {why} (quality {math.floor(quality * 1000) / 1000:.3f}, expected at least {gate.min_quality:g}; "
         "lower it with --min-quality, 0 disables)"
     )
 
