@@ -144,8 +144,9 @@ def _gated(image: Image, face: Face, gate: QualityGate) -> Face | str:
             f"face too small: {side:.0f} px, expected at least {gate.min_face_px:g} px "
             "(lower it with --min-face-size, 0 disables)"
         )
+    shown = math.floor(quality * 1000) / 1000  # never rounded up to the limit it missed
     return (
-        f"face {why} (quality {math.floor(quality * 1000) / 1000:.3f}, expected at least {gate.min_quality:g}; "
+        f"face {why} (quality {shown:.3f}, expected at least {gate.min_quality:g}; "
         "lower it with --min-quality, 0 disables)"
     )
 
