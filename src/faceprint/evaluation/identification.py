@@ -188,7 +188,7 @@ def _outputs(
         pngs["histogram.png"] = plots.score_histogram(
             cases["k_top"][cases["k_ok"]], cases["s_top"], thr, out / "histogram.png",
             title="Top score: known probes named right vs strangers",
-            names=(f"known probes right at rank 1 (of {len(cases['k_ok'])})", "strangers' probes"),
+            names=(f"of {len(cases['k_ok'])} known probes, those right at rank 1", "strangers' probes"),
         )  # fmt: skip
     if plots_dir is not None:
         rep["plots"] = [str(plots_dir / n) for n in pngs]

@@ -21,6 +21,7 @@ embed, commit) with its own rules, separate from searching a gallery;
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -155,8 +156,9 @@ def _gated(image: Image, face: Face, gate: QualityGate) -> Face | str:
             f"face too small: {side:.0f} px, expected at least {gate.min_face_px:g} px "
             "(lower it with --min-face-size, 0 disables)"
         )
+    shown = math.floor(quality * 1000) / 1000  # never rounded up to the limit it missed
     return (
-        f"face {why} (quality {quality:.2f}, expected at least {gate.min_quality:g}; "
+        f"face {why} (quality {shown:.3f}, expected at least {gate.min_quality:g}; "
         "lower it with --min-quality, 0 disables)"
     )
 
