@@ -174,22 +174,24 @@ def _embed_chunk(
     recs: Sequence[Recognizer], items: Sequence[_Item], pick: str
 ) -> list[tuple[int, ImageResult]]:
     """(pipeline index, result) for every wanted pipeline of every image in ``items``: each
-    image read once, the chosen crops of recognizers sharing an embedder (and flip setting)
-    embedded in one call."""
+    image read once, each detector run on the chunk as one batch (MTCNN and SCRFD batch
+    their networks), the chosen crops of recognizers sharing an embedder (and flip
+    setting) embedded in one call."""
     from ..io import load_image
 
     out: list[tuple[int, ImageResult]] = []
-    batches: dict[tuple[int, bool], list[tuple[Image, int, Path, str, Box, int]]] = {}
+    loaded: list[tuple[Path, str, Image, tuple[int, ...]]] = []
     for path_s, sha, wanted in items:
         path = Path(path_s)
         try:
-            img = load_image(path)
+            loaded.append((path, sha, load_image(path), wanted))
         except (FaceprintError, OSError) as exc:
             out.extend((j, ImageResult(path, sha, None, None, 0, str(exc))) for j in wanted)
-            continue
-        for j in wanted:
-            rec = recs[j]
-            faces = rec.detector.detect(img)
+    batches: dict[tuple[int, bool], list[tuple[Image, int, Path, str, Box, int]]] = {}
+    for j, rec in enumerate(recs):
+        mine = [x for x in loaded if j in x[3]]
+        found = rec.detector.detect_batch([img for _, _, img, _ in mine]) if mine else []
+        for (path, sha, img, _), faces in zip(mine, found, strict=True):
             chosen = _pick(faces, img.shape, pick)
             if chosen is None:
                 out.append((j, ImageResult(path, sha, None, None, 0)))
