@@ -147,7 +147,8 @@ def test_watch_writes_video_and_events_and_fails_cleanly(rec: Recognizer, tmp_pa
     assert head["event"] == "run_started" and head["source"].endswith(
         "short_hamilton_clip.mp4 (640x360, 29.97 fps, 275 frames)"
     )
-    assert head["detector"] == "yunet" and head["embedder"].startswith("dlib-onnx@") and head["started"]
+    assert head["detector"] == "yunet" and head["embedder"] == "dlib-onnx" and head["started"]
+    assert head["model"] == rec.model_id
     assert {x["event"] for x in lines[1:]} == {"track_started", "identified", "track_ended"}
     ended = [x for x in lines if x["event"] == "track_ended"]
     assert all(x["reason"] for x in ended if x["label"] == "unknown")

@@ -54,7 +54,9 @@ class FakeEmbedder:
     """Every crop is the same person: any face that gets searched is named."""
 
     name = "fake"
+    network = "fake"
     version = "1"
+    weights_sha256 = "0" * 64
     dim = 4
     default_threshold = 0.5
 

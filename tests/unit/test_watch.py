@@ -63,5 +63,6 @@ def test_the_run_header_names_source_models_and_start_masking_passwords() -> Non
     h = run_header(src, rec, None)
     assert h["event"] == "run_started" and "hunter2" not in json.dumps(h)
     assert h["source"] == "stream rtsp://admin:***@10.0.0.5/live"
-    assert h["detector"] == "fake" and h["embedder"] == "fake@1" and h["gallery"] is None
+    assert h["detector"] == "fake" and h["embedder"] == "fake" and h["gallery"] is None
+    assert h["model"] == "fake@1+00000000"
     assert datetime.fromisoformat(h["started"]).tzinfo is not None

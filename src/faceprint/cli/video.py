@@ -68,18 +68,19 @@ def annotate(result: Any) -> Any:
 
 
 def run_header(src: Any, rec: Any, gallery: Any) -> dict[str, Any]:
-    """The first events line of a run: what was watched, with which models, from when
-    (ISO 8601, UTC). Passwords in URLs are masked."""
+    """The first events line of a run: what was watched, with which detector and embedder
+    (and the model id of its vectors), from when (ISO 8601, UTC). Passwords in URLs are
+    masked."""
     from datetime import UTC, datetime
 
     from ..config import mask_url
-    from ..embedding import model_id
 
     return {
         "event": "run_started",
         "source": mask_url(src.description),
         "detector": rec.detector_name,
-        "embedder": model_id(rec.embedder),
+        "embedder": rec.embedder_name,
+        "model": rec.model_id,  # the id of the vectors compared, flip included
         "gallery": None if gallery is None else mask_url(str(gallery.store.location)),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
