@@ -139,24 +139,25 @@ def usage(message: str) -> typer.Exit:
 # -- option values checked while parsing (a bad one is a usage error, exit 2) ----------
 
 
-def check_detector(name: str | None) -> str | None:
-    """A registered detector name (or None for the default); else the list of valid ones."""
-    if name is not None and name not in detectors:
+def _check_registered(registry: Any, name: str | None) -> str | None:
+    """``name`` when ``registry`` knows it (or None for the default); else a usage error
+    listing the valid names (the registry's own message), without importing any model."""
+    if name is not None and name not in registry:
         try:
-            detectors.resolve(name)
+            registry.resolve(name)
         except UnknownComponentError as exc:
             raise typer.BadParameter(str(exc)) from None
     return name
+
+
+def check_detector(name: str | None) -> str | None:
+    """A registered detector name (or None for the default); else the list of valid ones."""
+    return _check_registered(detectors, name)
 
 
 def check_embedder(name: str | None) -> str | None:
     """A registered embedder name (or None for the default); else the list of valid ones."""
-    if name is not None and name not in embedders:
-        try:
-            embedders.resolve(name)
-        except UnknownComponentError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return name
+    return _check_registered(embedders, name)
 
 
 def check_similarity(value: float | None) -> float | None:
