@@ -13,6 +13,8 @@ model's or the library's default. Variables:
 ``FACEPRINT_EMBEDDER``    default embedder name
 ``FACEPRINT_GALLERY``     default gallery: an SQLite file or a postgresql:// URL
                           (default: ``gallery.sqlite`` in ``Settings.data_dir``)
+``FACEPRINT_SERVICE_DB``  the service's own SQLite file: API keys (hashed) and the audit log
+                          (default: ``service.sqlite`` in ``Settings.data_dir``)
 ``FACEPRINT_TEST_SLEEP_BEFORE_COMMIT``  **tests only**: seconds every gallery write sleeps
                           inside its transaction, after its writes and before COMMIT, so a
                           durability test can SIGKILL a process there (default 0: off)
@@ -55,11 +57,18 @@ class Settings:
     data_dir: Path | None = None  # None: home (Settings built by hand)
     legacy_gallery: Path | None = None
     test_sleep_before_commit: float = 0.0
+    service_db_path: Path | None = None
 
     @property
     def default_gallery(self) -> Path:
         """The SQLite file used when no gallery is named (module doc)."""
         return (self.data_dir or self.home) / "gallery.sqlite"
+
+    @property
+    def service_db(self) -> Path:
+        """The service's keys and audit log (``faceprint serve``, ``faceprint keys``): data a
+        user cannot lose either, so beside the default gallery unless named."""
+        return self.service_db_path or (self.data_dir or self.home) / "service.sqlite"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +104,7 @@ class Settings:
             data_dir=data_dir,
             legacy_gallery=None if legacy is None else legacy / "gallery.sqlite",
             test_sleep_before_commit=sleep,
+            service_db_path=Path(e["FACEPRINT_SERVICE_DB"]).expanduser() if e.get("FACEPRINT_SERVICE_DB") else None,
         )
 
 

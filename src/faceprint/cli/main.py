@@ -1,5 +1,5 @@
 """``faceprint`` entry point: detect, verify, enroll, identify, lookalike, gallery, models, eval,
-calibrate, watch.
+calibrate, watch, serve, keys.
 
 Exit codes: 0 success, 1 error (one line on stderr, never a traceback), 2 usage error.
 """
@@ -16,6 +16,7 @@ from . import common
 from .evaluate import calibrate, eval_app
 from .gallery import enroll, gallery_app, identify, lookalike
 from .models import models_app
+from .server import keys_app, serve
 from .video import watch
 
 app = typer.Typer(
@@ -29,11 +30,13 @@ app = typer.Typer(
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 app.add_typer(gallery_app, name="gallery")
+app.add_typer(keys_app, name="keys")
 app.command()(enroll)
 app.command()(identify)
 app.command()(lookalike)
 app.command()(calibrate)
 app.command()(watch)
+app.command()(serve)
 
 DetectorOpt = common.DetectorOpt
 EmbedderOpt = common.EmbedderOpt

@@ -248,17 +248,27 @@ class Gallery:
         threshold: float | None = None,
         progress: Progress | None = None,
         gate: QualityGate = DEFAULT_GATE,
+        max_faces: int | None = None,
     ) -> Identification:
         """Name every face of every image, or ``"unknown"`` below the threshold; a face that
-        fails ``gate`` is not embedded and comes back ``unknown`` with its ``reason``."""
+        fails ``gate`` is not embedded and comes back ``unknown`` with its ``reason``.
+        ``max_faces``: only the largest that many faces of an image are searched (a
+        service's cap on work per request); ``Identification.dropped`` counts the rest."""
         if top_k < 1:
             raise GalleryError(f"top_k must be at least 1, got {top_k}")
         self.check_model()
         op = self.operating_point(threshold)
         images = as_list(images)
         verdicts: list[list[tuple[Face, str | None]]] = []  # per image, every face in detector order
+        dropped: list[int] = []
 
         def passing(faces: list[Face], image: Image) -> list[Face]:
+            if max_faces is not None and len(faces) > max_faces:
+                keep = set(sorted(range(len(faces)), key=lambda i: -faces[i].box.area)[:max_faces])
+                dropped.append(len(faces) - max_faces)
+                faces = [f for i, f in enumerate(faces) if i in keep]
+            else:
+                dropped.append(0)
             verdicts.append([(f, gate.reason(image, f)) for f in faces])
             return [f for f, why in verdicts[-1] if why is None]
 
@@ -275,7 +285,7 @@ class Gallery:
             ))  # fmt: skip
         labels = tuple(str(im) if not isinstance(im, np.ndarray | bytes) else f"image #{i + 1}"
                        for i, im in enumerate(images))  # fmt: skip
-        return Identification(labels, tuple(results), op)
+        return Identification(labels, tuple(results), op, tuple(dropped) if any(dropped) else ())
 
     def lookalike(self, image: ImageInput, top_k: int = 5, gate: QualityGate = DEFAULT_GATE) -> Recognition:
         """The ``top_k`` nearest enrolled *people* to the largest face of ``image``,

@@ -101,6 +101,8 @@ class Identification:
     images: tuple[str, ...]
     results: tuple[tuple[Recognition, ...], ...]
     operating_point: OperatingPoint
+    #: per image, faces left out by ``max_faces`` (empty when none was)
+    dropped: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.results)
@@ -112,10 +114,11 @@ class Identification:
         return iter(self.results)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "operating_point": self.operating_point.to_dict(),
-            "images": [
-                {"image": im, "faces": [recognition_dict(r) for r in rs]}
-                for im, rs in zip(self.images, self.results, strict=True)
-            ],
-        }
+        images: list[dict[str, Any]] = [
+            {"image": im, "faces": [recognition_dict(r) for r in rs]}
+            for im, rs in zip(self.images, self.results, strict=True)
+        ]
+        for entry, n in zip(images, self.dropped, strict=False):
+            if n:
+                entry["faces_dropped"] = n
+        return {"operating_point": self.operating_point.to_dict(), "images": images}

@@ -1,0 +1,179 @@
+"""The FastAPI application: routes, error documents, limits, security headers, the page.
+
+:func:`create_app` builds it from a :class:`~.config.ServiceConfig` (or takes a ready
+:class:`~.engine.Service`, as the tests do); :func:`app_from_env` is the factory uvicorn's
+worker processes call. Every error leaves as a problem document (:mod:`.problems`):
+faceprint's own errors through :func:`~.problems.from_error`, FastAPI's validation
+errors as 422 ``invalid-field``, anything unexpected as a 500 with a log id.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import FaceprintError
+from .config import ServiceConfig
+from .engine import Service
+from .limits import BodyLimit, InFlight
+from .problems import PREFIX, TYPES, Problem, from_error, internal
+
+_STATUS_SLUGS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}
+
+#: The page loads nothing from elsewhere; the camera and uploaded photos are shown from
+#: ``blob:`` URLs; reports are shown in a sandboxed frame from a ``blob:`` URL.
+_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+    "frame-src blob:; connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+class SecurityHeaders:
+    """Headers every answer carries: no sniffing, no framing, no referrer, the page's CSP,
+    and ``Cache-Control: no-store`` on the API (answers name people)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope.get("path", "").startswith("/v1/")
+        docs = scope.get("path", "") in ("/docs", "/redoc")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if not docs:  # Swagger UI loads its own assets: it keeps FastAPI's defaults
+                    headers.append((b"content-security-policy", _CSP.encode()))
+                if api:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _problem_response(request: Request, problem: Problem) -> JSONResponse:
+    svc: Service | None = getattr(request.app.state, "service", None)
+    secrets = svc.secrets if svc is not None else ()
+    return JSONResponse(
+        problem.body(secrets),
+        status_code=problem.status_code,
+        headers=problem.headers,
+        media_type="application/problem+json",
+    )
+
+
+def _install_errors(app: FastAPI) -> None:
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if isinstance(exc, Problem):
+            return _problem_response(request, exc)
+        slug = _STATUS_SLUGS.get(exc.status_code, "bad-request" if exc.status_code < 500 else "internal")
+        p = Problem(slug, str(exc.detail), exc.headers)
+        p.status_code = exc.status_code
+        return _problem_response(request, p)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errs = exc.errors()
+        where = "; ".join(
+            f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body') or 'body'}: {e.get('msg')}"
+            for e in errs[:5]
+        )
+        fields = [
+            {"field": ".".join(str(x) for x in e.get("loc", ())), "message": str(e.get("msg", ""))}
+            for e in errs[:20]
+        ]
+        return _problem_response(request, Problem("invalid-field", where, extra={"errors": fields}))
+
+    async def on_faceprint(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, FaceprintError)
+        return _problem_response(request, from_error(exc))
+
+    async def on_other(request: Request, exc: Exception) -> Response:
+        return _problem_response(request, internal(exc))
+
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(FaceprintError, on_faceprint)
+    app.add_exception_handler(Exception, on_other)
+
+
+def create_app(config: ServiceConfig | None = None, service: Service | None = None) -> FastAPI:
+    """The service for ``config`` (or around a ready ``service``). Models start loading in
+    a background thread when the app starts (``/v1/ready`` says when they are in)."""
+    svc = service if service is not None else Service(config or ServiceConfig())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not svc.loaded.is_set():
+            threading.Thread(target=svc.load_models, name="faceprint-load", daemon=True).start()
+        yield
+        if service is None:
+            svc.close()
+
+    app = FastAPI(
+        title="faceprint",
+        version=__version__,
+        summary="Offline face recognition: detect, verify, identify, enrol, with honest unknowns.",
+        description=(
+            "Send images as multipart/form-data files and an API key in `X-API-Key`. Errors are "
+            f"problem documents whose `type` is `{PREFIX}<slug>`; slugs: "
+            + ", ".join(f"`{k}` ({v[0]})" for k, v in TYPES.items())
+            + ". Similarities are cosine similarities; boxes are xyxy pixels."
+        ),
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.service = svc
+    _install_errors(app)
+
+    from .routes import admin, people, recognition, system
+
+    for module in (system, recognition, people, admin):
+        app.include_router(module.router)
+    _install_page(app)
+
+    # added last = outermost: the body limit runs before anything reads the body
+    app.add_middleware(InFlight, max_in_flight=svc.config.limits.max_in_flight)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, max_bytes=svc.config.limits.max_body_bytes)
+    return app
+
+
+def _install_page(app: FastAPI) -> None:
+    static = resources.files("faceprint.server") / "static"
+    index = static / "index.html"
+    if not index.is_file():
+        return
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(index), media_type="text/html; charset=utf-8")
+
+
+def app_from_env() -> FastAPI:
+    """The factory uvicorn's worker processes call (``faceprint serve --workers N``)."""
+    return create_app(ServiceConfig.from_env())

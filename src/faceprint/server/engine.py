@@ -1,0 +1,139 @@
+"""The state one service process holds: configuration, keys, audit, the gallery and the
+models, and the one way routes run blocking work.
+
+Models load in a background thread when the app starts, so ``/v1/health`` answers at
+once and ``/v1/ready`` says when recognition can be served. Model work (detection,
+embedding) runs in a worker thread under one lock: one process uses its cores through
+onnxruntime's own threads, and concurrent calls would only fight over them (YuNet's
+OpenCV detector is not safe to share between threads at all). Requests beyond
+``max_in_flight`` are refused by :class:`~.limits.InFlight`; one that waits longer than
+``timeout_s`` for its answer gets 504 (:meth:`Service.run`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from ..config import get_settings
+from .config import ServiceConfig
+from .keys import KeyRing
+from .limits import RateLimiter
+from .problems import Problem
+from .servicedb import ServiceDB
+
+if TYPE_CHECKING:
+    from ..gallery.gallery import Gallery
+    from ..recognizer import Recognizer
+
+log = logging.getLogger("faceprint.server")
+T = TypeVar("T")
+
+
+class Service:
+    """Everything one process serves with (module doc). ``gallery`` opens the store at
+    construction (a bad location fails at start, not at the first request)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        from ..gallery import open_store
+        from ..gallery.gallery import Gallery
+
+        self.config = config.__class__(**{**config.__dict__, "limits": config.limits.check()})
+        settings = get_settings()
+        db_path = Path(config.service_db) if config.service_db else settings.service_db
+        self.db = ServiceDB(db_path)
+        self.keys = KeyRing(self.db)
+        self.rate = RateLimiter(config.limits.rate_per_second, config.limits.burst)
+        self.store = open_store(config.gallery)
+        self.gallery: Gallery = Gallery(self.store)
+        self._recognizer: Recognizer | None = None
+        self.loaded = threading.Event()
+        self.load_error: str | None = None
+        self.model_lock = threading.Lock()
+        #: strings never to show a client (:func:`~.problems.scrub`)
+        self.secrets = tuple(
+            str(s)
+            for s in (
+                self.store.location,
+                db_path,
+                settings.data_dir,
+                settings.home,
+                settings.cache_dir,
+                Path.home(),
+            )
+            if s
+        )
+
+    # -- models -----------------------------------------------------------------------
+    def load_models(self) -> None:
+        """Build the recognizer and run it once on a blank image (so the first request does
+        not pay for lazy initialisation). Called in a background thread at start."""
+        try:
+            import numpy as np
+
+            from ..recognizer import Recognizer
+
+            rec = Recognizer(
+                detector=self.config.detector, embedder=self.config.embedder, threads=self.config.threads
+            )
+            blank = np.zeros((160, 160, 3), np.uint8)
+            faces = rec.detect(blank)
+            rec.embed_crops([blank[:150, :150]])
+            del faces
+            self.gallery = type(self.gallery)(self.store, rec)
+            self._recognizer = rec
+            log.info("models loaded: %s + %s (%s)", rec.detector_name, rec.embedder_name, rec.model_id)
+        except Exception as exc:  # reported by /v1/ready and by every model route
+            from .problems import scrub
+
+            self.load_error = scrub(f"{type(exc).__name__}: {exc}", self.secrets)
+            log.error("cannot load the models: %s", exc)
+        finally:
+            self.loaded.set()
+
+    @property
+    def recognizer(self) -> Recognizer:
+        """The loaded recognizer; 503 while loading or when loading failed."""
+        if not self.loaded.is_set():
+            raise Problem("unavailable", "the models are still loading; retry shortly", {"Retry-After": "2"})
+        if self._recognizer is None:
+            raise Problem(
+                "unavailable", f"the models could not be loaded: {self.load_error}", {"Retry-After": "30"}
+            )
+        return self._recognizer
+
+    # -- running blocking work --------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any, models: bool = True) -> T:
+        """``fn(*args)`` in a worker thread, under the model lock when ``models``; a 504
+        problem when the answer takes longer than ``timeout_s`` (the thread then finishes
+        its work and its result is dropped)."""
+        if models:
+            _ = self.recognizer  # 503 at once while loading, not after the timeout
+
+            def locked() -> T:
+                with self.model_lock:
+                    return fn(*args)
+
+            call: Callable[[], T] = locked
+        else:
+
+            def call() -> T:
+                return fn(*args)
+
+        timeout = self.config.limits.timeout_s
+        try:
+            with anyio.fail_after(timeout):
+                return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        except TimeoutError:
+            raise Problem(
+                "timeout", f"no answer within {timeout:g} s; the service may be overloaded"
+            ) from None
+
+    def close(self) -> None:
+        self.store.close()
+        self.db.close()
