@@ -18,6 +18,9 @@ with exit code 1. Each message says what was expected and what was found.
     ├── AlignmentError             landmarks that cannot be aligned to the embedder's template
     ├── EvaluationError            a malformed pairs file or dataset layout
     ├── GalleryError               a gallery that cannot be read or written
+    │   ├── UnknownPersonError     no person with that name or id (a service's 404)
+    │   ├── UnknownFaceError       no enrolled face with that id (a service's 404)
+    │   └── NameTakenError         a person's name already in use (a service's 409)
     ├── IncompatibleEmbeddingError vectors from another model than the one expected
     └── VideoError                 a video file, camera or stream that cannot be opened or read
 """
@@ -77,6 +80,20 @@ class EvaluationError(FaceprintError):
 
 class GalleryError(FaceprintError):
     """A gallery that cannot be opened, read or written."""
+
+
+class UnknownPersonError(GalleryError):
+    """No person in the gallery has the name or id asked for. A GalleryError too, so
+    callers that catch that keep working; a service answers it with 404."""
+
+
+class UnknownFaceError(GalleryError):
+    """No face in the gallery has the face id asked for (a service's 404)."""
+
+
+class NameTakenError(GalleryError):
+    """A person's name is already in use by another person of the gallery: names are
+    unique (creating or renaming onto one; a service's 409)."""
 
 
 class IncompatibleEmbeddingError(FaceprintError):

@@ -22,7 +22,7 @@ import pytest
 from gallery.pg import ThrowawayServer, pg_server, pg_url, throwaway_server
 from numpy.typing import NDArray
 
-from faceprint.errors import GalleryError, IncompatibleEmbeddingError, MissingExtraError
+from faceprint.errors import GalleryError, IncompatibleEmbeddingError, MissingExtraError, UnknownFaceError
 from faceprint.gallery.records import FaceRecord
 from faceprint.types import Box
 
@@ -310,6 +310,125 @@ def test_newer_schema_is_refused(store: PostgresStore, pg_url: str) -> None:
         conn.execute("UPDATE faceprint.meta SET schema_version = 99")
     with pytest.raises(GalleryError, match="schema version 99"):
         PostgresStore(pg_url)
+
+
+def test_remove_face_deletes_its_row_and_keeps_the_person(store: PostgresStore, pg_url: str) -> None:
+    ann = [face(v) for v in unit(3)]
+    store.add_faces("Ann", ann)
+    gen = store.generation()
+    assert store.remove_face(ann[1].face_id) == "Ann" and store.generation() == gen + 1
+    assert store.remove_face(ann[0].face_id) == "Ann" and store.remove_face(ann[2].face_id) == "Ann"
+    assert [(p.name, p.faces) for p in store.people()] == [("Ann", 0)]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM faceprint.faces").fetchone() == (0,)
+    with pytest.raises(UnknownFaceError, match="no such face"):
+        store.remove_face(ann[1].face_id)
+    assert store.search_faces(unit(1), 3) == [[]] and store.count_people() == 0
+
+
+#: The schema faceprint wrote before person ids (schema version 1).
+V1_DDL = """
+CREATE SCHEMA IF NOT EXISTS faceprint;
+CREATE TABLE faceprint.meta (
+    id integer PRIMARY KEY CHECK (id = 1), schema_version integer NOT NULL, model text, dim integer,
+    generation bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE faceprint.settings (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE faceprint.people (
+    id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+    created_at text NOT NULL
+);
+CREATE TABLE faceprint.faces (
+    seq bigserial PRIMARY KEY, face_id text NOT NULL UNIQUE,
+    person_id bigint NOT NULL REFERENCES faceprint.people (id) ON DELETE CASCADE,
+    vector vector(128) NOT NULL, model text NOT NULL, image_sha256 text,
+    x1 double precision, y1 double precision, x2 double precision, y2 double precision,
+    score double precision, added_at text NOT NULL, UNIQUE (person_id, image_sha256)
+);
+CREATE INDEX faces_person ON faceprint.faces (person_id);
+CREATE INDEX faces_hnsw ON faceprint.faces USING hnsw (vector vector_cosine_ops);
+"""
+
+
+def v1_database(url: str, people: dict[str, int]) -> dict[str, list[str]]:
+    """A version-1 gallery (the old DDL) bound to the legacy id ``dlib@resnet_v1``, holding
+    ``people`` (name -> number of faces); returns each person's face ids."""
+    out: dict[str, list[str]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(V1_DDL)
+        conn.execute("INSERT INTO faceprint.meta VALUES (1, 1, 'dlib@resnet_v1', 128, 5)")
+        for i, (name, n) in enumerate(people.items()):
+            pid = conn.execute(
+                "INSERT INTO faceprint.people (name, metadata, created_at) "
+                "VALUES (%s, %s, 'then') RETURNING id",
+                (name, psycopg.types.json.Jsonb({"k": i})),
+            ).fetchone()[0]
+            for v in unit(n, seed=100 + i):
+                fid = uuid.uuid4().hex
+                conn.execute(
+                    "INSERT INTO faceprint.faces (face_id, person_id, vector, model, added_at) "
+                    "VALUES (%s, %s, %s::vector, 'dlib@resnet_v1', 'then')",
+                    (fid, pid, str([float(x) for x in v])),
+                )
+                out.setdefault(name, []).append(fid)
+    return out
+
+
+def test_version_1_database_is_upgraded_on_open(pg_url: str) -> None:
+    from faceprint.gallery.records import upgrade_model_id
+
+    ids = v1_database(pg_url, {"Ann": 2, "Bob": 1, "O'Neil 王": 3})
+    store = PostgresStore(pg_url)
+    people = store.people()
+    assert [(p.name, p.faces, dict(p.metadata)) for p in people] == [
+        ("Ann", 2, {"k": 0}), ("Bob", 1, {"k": 1}), ("O'Neil 王", 3, {"k": 2})
+    ]  # fmt: skip
+    pids = [p.id for p in people]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in pids) and len(set(pids)) == 3
+    for p in people:
+        person, recs = store.person_by_id(p.id)
+        assert person == p and [f.face_id for f in recs] == ids[p.name]
+    assert store.model() == (upgrade_model_id("dlib@resnet_v1"), 128)  # the model-id upgrade ran too
+    assert store.generation() == 5
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT schema_version FROM faceprint.meta").fetchone() == (2,)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("UPDATE faceprint.people SET uid = %s WHERE name = 'Bob'", (pids[0],))
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            conn.execute("UPDATE faceprint.people SET uid = NULL WHERE name = 'Bob'")
+    store.close()
+    again = PostgresStore(pg_url)  # upgraded once: the ids stay
+    assert [p.id for p in again.people()] == pids
+    assert again.create_person("Cid").id not in pids
+    assert again.search_faces(unit(1, seed=100), 1)[0][0][:2] == (ids["Ann"][0], "Ann")
+    again.close()
+
+
+def test_version_1_upgrade_needs_the_owner(pg_server: ThrowawayServer, pg_url: str) -> None:
+    """A user with read/write rights but not the tables' ownership cannot upgrade: a clear
+    error and nothing changed; once the owner opened it, that user works on it."""
+    v1_database(pg_url, {"Ann": 1})
+    role = f"rw_{uuid.uuid4().hex[:8]}"
+    dbname = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT USAGE ON SCHEMA faceprint TO "{role}"')
+        conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA faceprint TO "{role}"')
+        conn.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA faceprint TO "{role}"')
+    rw_url = f"postgresql://{role}@127.0.0.1:{pg_server.port}/{dbname}"
+    with pytest.raises(GalleryError, match=r"schema version 1 to 2 .*open it once as the owner"):
+        PostgresStore(rw_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT schema_version FROM faceprint.meta").fetchone() == (1,)
+        cols = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'people'")}  # fmt: skip
+        assert "uid" not in cols
+    PostgresStore(pg_url).close()  # the owner upgrades it
+    rw = PostgresStore(rw_url)
+    (ann,) = rw.people()
+    assert rw.person_by_id(ann.id)[0].name == "Ann" and rw.create_person("Bob").faces == 0
+    rw.close()
 
 
 def test_missing_psycopg_names_the_extra() -> None:

@@ -194,6 +194,56 @@ def test_remove_leaves_no_vector_of_the_person_in_any_file(tmp_path: Path, secur
 
 
 @needs_usearch
+def test_remove_face_leaves_no_copy_of_that_face_in_any_file(tmp_path: Path, secure_delete_off: None) -> None:
+    """Removing one face erases it as removing a person does: rows zeroed, WAL truncated,
+    the ANN cache that holds it dropped; the person and their other faces stay."""
+    from faceprint.gallery.index import open_index
+
+    gdir = tmp_path / "g"
+    store = SqliteStore(gdir / "gallery.sqlite")
+    enrolled: dict[str, list[FaceRecord]] = {}
+    for round_ in range(3):
+        for person in ("ada", "bob", "cyd"):
+            batch = faces(person, 8)
+            store.add_faces(person, batch)
+            enrolled.setdefault(person, []).extend(batch)
+        if round_ == 1:  # some rows in the main file, the last round still in the WAL
+            with sqlite3.connect(gdir / "gallery.sqlite") as conn:
+                assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    open_index(store.snapshot(), store.index_path, kind="ann")
+    doomed = [enrolled["bob"][3], enrolled["bob"][20]]  # one in the main file, one in the WAL
+    needles = [np.asarray(f.vector, "<f4").tobytes()[:64] for f in doomed]
+    assert _found(gdir, needles) == {"gallery.sqlite": 1, "gallery.sqlite-wal": 1, "gallery.sqlite.index": 2}
+
+    gallery = Gallery(store)
+    assert [gallery.remove_face(f.face_id) for f in doomed] == ["bob", "bob"]
+    assert _found(gdir, _needles([f.vector for f in doomed])) == {}
+    assert not store.index_path.exists()  # the cache held them: dropped, rebuilt on the next search
+    kept = [f.vector for f in enrolled["bob"] if f not in doomed]
+    assert sum(_found(gdir, [np.asarray(v, "<f4").tobytes()[:64] for v in kept]).values()) >= len(kept)
+    assert store.person("bob")[0].faces == 22
+    hits = store.search_faces(np.stack([f.vector for f in doomed]), 5)
+    assert not {h[0] for row in hits for h in row} & {f.face_id for f in doomed}
+    store.close()
+    assert _found(gdir, _needles([f.vector for f in doomed])) == {}
+
+
+@needs_usearch
+def test_remove_face_keeps_a_cache_that_never_held_it(tmp_path: Path) -> None:
+    from faceprint.gallery.index import open_index
+
+    store = SqliteStore(tmp_path / "gallery.sqlite")
+    store.add_faces("ada", faces("ada", 20))
+    open_index(store.snapshot(), store.index_path, kind="ann")
+    late = faces("ada", 1)
+    store.add_faces("ada", late)
+    before = store.index_path.stat().st_mtime_ns
+    assert store.remove_face(late[0].face_id) == "ada"
+    assert store.index_path.exists() and store.index_path.stat().st_mtime_ns == before
+    store.close()
+
+
+@needs_usearch
 def test_a_graph_built_while_the_person_is_removed_does_not_keep_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

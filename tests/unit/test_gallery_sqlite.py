@@ -178,3 +178,148 @@ def test_person_ranking_reaches_past_people_with_many_faces(tmp_path: Path) -> N
     op = g.operating_point()
     assert op.people == 2 and op.model == "dlib@resnet_v1+55533b28" and -1 < op.threshold < 1
     assert g._recognizer is None  # the fallback threshold needed no model
+
+
+# -- schema version 1 (no person ids), as faceprint 0.1 wrote it ---------------------------
+V1_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY,
+    face_id TEXT NOT NULL UNIQUE,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    image_sha256 TEXT,
+    x1 REAL, y1 REAL, x2 REAL, y2 REAL,
+    score REAL,
+    added_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+CREATE INDEX IF NOT EXISTS faces_sha ON faces(person_id, image_sha256);
+"""
+
+
+def v1_gallery(path: Path, people: dict[str, int], model: str = "dlib@resnet_v1") -> dict[str, list[str]]:
+    """A schema-version-1 gallery file built by the old DDL (WAL, application id, user
+    version 1), with ``people`` (name -> number of faces) of ``model``; returns each
+    person's face ids."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(V1_DDL)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    meta = [("schema_version", "1"), ("generation", "7"), ("model", model), ("dim", "8")]
+    conn.executemany("INSERT INTO meta VALUES (?, ?)", meta)
+    out: dict[str, list[str]] = {}
+    for name, n in people.items():
+        pid = conn.execute(
+            "INSERT INTO people (name, metadata, created_at) VALUES (?, ?, ?)",
+            (name, '{"k": 1}', "2024-01-01T00:00:00+00:00"),
+        ).lastrowid
+        for rec in faces(name, n, model=model):
+            conn.execute(
+                "INSERT INTO faces (face_id, person_id, model, vector, added_at) VALUES (?, ?, ?, ?, ?)",
+                (rec.face_id, pid, model, rec.vector.astype("<f4").tobytes(), "2024-01-01T00:00:00+00:00"),
+            )
+            out.setdefault(name, []).append(rec.face_id)
+    conn.close()
+    return out
+
+
+def test_version_1_file_is_upgraded_on_open(tmp_path: Path) -> None:
+    from faceprint.gallery.records import upgrade_model_id
+
+    path = tmp_path / "old.sqlite"
+    ids = v1_gallery(path, {"ada": 2, "bob": 1, "O'Neil 王": 3})
+    s = SqliteStore(path)
+    people = s.people()
+    assert [(p.name, p.faces, dict(p.metadata)) for p in people] == [
+        ("O'Neil 王", 3, {"k": 1}), ("ada", 2, {"k": 1}), ("bob", 1, {"k": 1})
+    ]  # fmt: skip
+    pids = [p.id for p in people]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in pids) and len(set(pids)) == 3
+    for p in people:
+        person, recs = s.person_by_id(p.id)
+        assert person == p and [f.face_id for f in recs] == ids[p.name]
+    assert s.model() == (upgrade_model_id("dlib@resnet_v1"), 8)  # the model-id upgrade ran too
+    assert s.generation() == 7  # the data did not change: search indexes stay valid
+    s.close()
+    conn = sqlite3.connect(path)
+    version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert version == str(SCHEMA_VERSION)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):  # ids are unique by the schema
+        conn.execute("UPDATE people SET uid = ? WHERE name = 'bob'", (pids[0],))
+    conn.close()
+    again = SqliteStore(path)  # upgraded once: the ids stay
+    assert [p.id for p in again.people()] == pids
+    new = again.create_person("cyd")
+    bound = again.model()
+    assert new.id not in pids and bound is not None
+    assert again.add_faces("ada", faces("ada", 1, model=bound[0]))[0]
+    again.close()
+
+
+def test_a_failed_upgrade_leaves_the_version_1_file_as_it_was(tmp_path: Path) -> None:
+    """The upgrade is one transaction: a failure at its last step (here a trigger that
+    refuses to change the schema version) leaves no column, no ids, no index."""
+    path = tmp_path / "old.sqlite"
+    v1_gallery(path, {"ada": 2}, model="m@1")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TRIGGER no_bump BEFORE UPDATE ON meta WHEN NEW.key = 'schema_version' "
+                 "BEGIN SELECT RAISE(ABORT, 'version bump refused'); END")  # fmt: skip
+    conn.commit()
+    conn.close()
+    with pytest.raises(GalleryError, match=r"upgrade it from schema version 1 to 2 .*version bump refused"):
+        SqliteStore(path)
+    conn = sqlite3.connect(path)
+    assert "uid" not in {r[1] for r in conn.execute("PRAGMA table_info(people)")}
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM faces").fetchone()[0] == 2
+    conn.close()
+
+
+def test_a_read_only_version_1_file_is_refused_untouched() -> None:
+    """Nothing can be written there, so it cannot be upgraded: a clear error, the file
+    unchanged. Root ignores permissions, so as root the check runs as ``nobody`` (in a
+    directory of /tmp, which ``nobody`` can reach)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    as_root = os.geteuid() == 0
+    if as_root and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot drop privileges to test permissions")
+    base = Path(tempfile.mkdtemp(prefix="faceprint-ro-v1-"))
+    path = base / "old.sqlite"
+    v1_gallery(path, {"ada": 1}, model="m@1")
+    before = path.read_bytes()
+    path.chmod(0o444)
+    base.chmod(0o555)
+    code = (
+        "import sys\nfrom faceprint.gallery.sqlite import SqliteStore\n"
+        "from faceprint.errors import GalleryError\n"
+        "try:\n    SqliteStore(sys.argv[1]).people()\nexcept GalleryError as e:\n    print(e)\n"
+    )
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_root else []
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    try:
+        res = subprocess.run([*prefix, sys.executable, "-c", code, str(path)], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": src})  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert "schema version 1 to 2" in res.stdout and "read-only" in res.stdout, res.stdout
+        assert "open it once where it can be written" in res.stdout
+        assert path.read_bytes() == before and sorted(p.name for p in base.iterdir()) == ["old.sqlite"]
+    finally:
+        base.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import FaceprintError, GalleryError
+from ..errors import FaceprintError, GalleryError, UnknownPersonError
 from ..quality import TOO_SMALL, QualityGate
 from ..selection import central_face, largest_face
 from ..types import Box, Face, Image
@@ -166,7 +166,7 @@ def _gated(image: Image, face: Face, gate: QualityGate) -> Face | str:
 def _known_images(store: Store, name: str) -> set[str]:
     try:
         return {f.image_sha256 for f in store.person(name)[1] if f.image_sha256}
-    except GalleryError:  # a new person
+    except UnknownPersonError:  # a new person
         return set()
 
 

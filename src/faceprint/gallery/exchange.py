@@ -1,19 +1,23 @@
 """Gallery export and import: a versioned JSON-lines file that round-trips bit-exactly.
 
 The format is documented in :data:`EXPORT_DOC`; a reader refuses a newer
-``format_version`` than :data:`~.records.EXPORT_FORMAT_VERSION`.
+``format_version`` than :data:`~.records.EXPORT_FORMAT_VERSION`. Person ids
+(:attr:`~.records.Person.id`) are written for the record but not kept on import: an
+imported person gets a new id (a person already in the target gallery keeps theirs), so
+URLs that addressed people of the exported gallery do not carry over.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import GalleryError, IncompatibleEmbeddingError
+from ..errors import GalleryError, IncompatibleEmbeddingError, NameTakenError
 from ..files import atomic_write
 from ..types import Box
 from .records import EXPORT_FORMAT_VERSION, FaceRecord, Store, check_name, now_iso, upgrade_model_id
@@ -24,10 +28,13 @@ line 1, the header: {"format": "faceprint-gallery", "format_version": 1, "model"
   ("network@version+<sha8>", "+flip"; files of older releases hold "name@version", upgraded on
   import as galleries are on open) or null, "dim": int or null, "people": int, "faces": int,
   "settings": {key: value}, "exported_at": ISO 8601 UTC}
-then one line per person: {"name": str, "metadata": {...}, "created_at": str, "faces": [
-  {"face_id": str, "model": str, "image_sha256": str or null, "box": {"x1","y1","x2","y2"} or
-  null, "score": float or null, "added_at": str, "vector": base64 of the little-endian float32
-  bytes}]}
+then one line per person: {"id": str, "name": str, "metadata": {...}, "created_at": str,
+  "faces": [{"face_id": str, "model": str, "image_sha256": str or null, "box":
+  {"x1","y1","x2","y2"} or null, "score": float or null, "added_at": str, "vector": base64 of
+  the little-endian float32 bytes}]}
+"faces" may be empty (a person created without faces, or whose faces were all removed).
+"id" is the person's id in the exported gallery (files of older releases have none); an
+import gives every new person a new id.
 
 Vectors are stored as their exact bytes, so an export/import round trip is bit-exact.
 A reader refuses a format_version above the one it knows."""
@@ -56,7 +63,12 @@ def export_store(store: Store, path: Path, *, force: bool = False) -> int:
         for p in people:
             person, faces = store.person(p.name)
             n_faces += len(faces)
-            body = {"name": person.name, "metadata": dict(person.metadata), "created_at": person.created_at}
+            body = {
+                "id": person.id,
+                "name": person.name,
+                "metadata": dict(person.metadata),
+                "created_at": person.created_at,
+            }
             lines.append(json.dumps({**body, "faces": [_face_line(f) for f in faces]}, ensure_ascii=False))
     header = {
         "format": "faceprint-gallery",
@@ -141,9 +153,11 @@ def _read_export(path: Path) -> tuple[dict[str, Any], list[tuple[str, list[FaceR
 def import_store(store: Store, path: Path) -> tuple[int, int]:
     """Add every person of the export file ``path`` to ``store``: the whole file is read
     and checked first, then written in ONE transaction, so a bad line N, or a failure
-    half-way, imports nothing. Faces already there are skipped; the file's ``threshold``
-    and ``far`` are taken only where the gallery has none. Refuses files of a newer format
-    version and vectors of another model than the store's."""
+    half-way, imports nothing. Faces already there are skipped; a person with no faces in
+    the file is created when the gallery has nobody of that name; new people get new ids
+    (module doc). The file's ``threshold`` and ``far`` are taken only where the gallery
+    has none. Refuses files of a newer format version and vectors of another model than
+    the store's."""
     header, people = _read_export(path)
     model, dim = header.get("model"), header.get("dim")
     added = skipped = 0
@@ -155,6 +169,10 @@ def import_store(store: Store, path: Path) -> tuple[int, int]:
                 f"vectors of {bound[0]}"
             )
         for name, faces, metadata in people:
+            if not faces:
+                with suppress(NameTakenError):  # already there: kept as it is, like its faces
+                    store.create_person(name, metadata)
+                continue
             a, s = store.add_faces(name, faces, metadata or None)
             added, skipped = added + len(a), skipped + len(s)
         for key, value in (header.get("settings") or {}).items():

@@ -317,9 +317,26 @@ class Gallery:
     def person(self, name: str) -> tuple[Person, list[FaceRecord]]:
         return self.store.person(name)
 
+    def person_by_id(self, person_id: str) -> tuple[Person, list[FaceRecord]]:
+        """The person whose stable id (:attr:`~.records.Person.id`) is ``person_id``, and
+        their faces; raises :class:`~faceprint.errors.UnknownPersonError`."""
+        return self.store.person_by_id(person_id)
+
+    def create_person(self, name: str, metadata: Mapping[str, Any] | None = None) -> Person:
+        """Create ``name`` with no faces yet (enrol them later); returns the person with
+        their new id. Raises :class:`~faceprint.errors.NameTakenError` when the name is in
+        use. A person with no faces is never a match and does not count in the open-set
+        threshold's number of people."""
+        return self.store.create_person(check_name(name), metadata)
+
     def remove(self, name: str) -> int:
         """Delete ``name`` and every vector of theirs; returns the number of faces removed."""
         return self.store.remove_person(name)
+
+    def remove_face(self, face_id: str) -> str:
+        """Delete one face and its vector from every file; returns the name of its person,
+        who stays (maybe with no faces). Raises :class:`~faceprint.errors.UnknownFaceError`."""
+        return self.store.remove_face(face_id)
 
     def rename(self, old: str, new: str) -> None:
         self.store.rename_person(old, check_name(new))

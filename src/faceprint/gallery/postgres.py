@@ -25,10 +25,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import GalleryError, IncompatibleEmbeddingError
+from ..errors import (
+    GalleryError,
+    IncompatibleEmbeddingError,
+    NameTakenError,
+    UnknownFaceError,
+    UnknownPersonError,
+)
 from ..types import Box
 from .postgres_connection import CONNECT_TIMEOUT_S, PING_AFTER_S, SCHEMA_VERSION, PgConnection
-from .records import FaceRecord, Person, Snapshot, check_name, check_vectors, now_iso
+from .records import (
+    FaceRecord,
+    Person,
+    Snapshot,
+    check_metadata,
+    check_name,
+    check_vectors,
+    new_person_id,
+    now_iso,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -53,8 +68,14 @@ class PostgresStore(PgConnection):
     def _person_id(self, conn: psycopg.Connection[Any], name: str, action: str) -> int:
         row = conn.execute("SELECT id FROM faceprint.people WHERE name = %s", (name,)).fetchone()
         if row is None:
-            raise GalleryError(f"gallery {self.location}: cannot {action} {name!r}: no such person")
+            raise UnknownPersonError(f"gallery {self.location}: cannot {action} {name!r}: no such person")
         return int(row[0])
+
+    def _name_free(self, conn: psycopg.Connection[Any], name: str, action: str) -> None:
+        """Raise NameTakenError when ``name`` is a person's (inside a write: the meta row
+        lock serialises writers, so nobody takes it before the commit)."""
+        if conn.execute("SELECT 1 FROM faceprint.people WHERE name = %s", (name,)).fetchone():
+            raise NameTakenError(f"gallery {self.location}: cannot {action}: {name!r} already exists")
 
     # ----------------------------------------------------------------- Store protocol
     def model(self) -> tuple[str, int] | None:
@@ -69,12 +90,12 @@ class PostgresStore(PgConnection):
         Same semantics as ``SqliteStore``: ``metadata`` is merged into the person's (new keys
         win); a face is skipped when its ``image_sha256`` is already enrolled for ``person`` or
         its ``face_id`` exists; with no faces nothing is written, and a new person whose faces
-        were all skipped is not created."""
+        were all skipped is not created (an existing one with no faces stays)."""
         check_name(person)
         if not faces:
             return [], []
         model, dim, vecs = check_vectors(self.location, faces)
-        meta = _jsonb(self._psycopg, metadata or {})
+        meta = _jsonb(self._psycopg, check_metadata(self.location, metadata or {}))
 
         def tx(conn: psycopg.Connection[Any]) -> tuple[list[FaceRecord], list[FaceRecord]]:
             with self._write(conn) as (bound, bound_dim):
@@ -111,9 +132,9 @@ class PostgresStore(PgConnection):
                     return [], skipped
                 if row is None:
                     row = conn.execute(
-                        "INSERT INTO faceprint.people (name, metadata, created_at) "
-                        "VALUES (%s, %s, %s) RETURNING id",
-                        (person, meta, stamp),
+                        "INSERT INTO faceprint.people (name, metadata, created_at, uid) "
+                        "VALUES (%s, %s, %s, %s) RETURNING id",
+                        (person, meta, stamp, new_person_id()),
                     ).fetchone()
                 elif metadata:
                     conn.execute(
@@ -134,7 +155,43 @@ class PostgresStore(PgConnection):
         return self._run(f"enrol {person!r}", tx)
 
     def count_people(self) -> int:
-        return int(self._rows("count people", "SELECT count(*) FROM faceprint.people")[0][0])
+        """The number of people with at least one face (see :class:`~.records.Store`)."""
+        sql = "SELECT count(DISTINCT person_id) FROM faceprint.faces"
+        return int(self._rows("count people", sql)[0][0])
+
+    def create_person(self, name: str, metadata: Mapping[str, Any] | None = None) -> Person:
+        """Create ``name`` with no faces in one transaction (see :class:`~.records.Store`)."""
+        check_name(name)
+        meta = check_metadata(self.location, metadata or {})
+        person = Person(name, meta, 0, now_iso(), new_person_id())
+
+        def body(conn: psycopg.Connection[Any]) -> None:
+            self._name_free(conn, name, f"create {name!r}")
+            conn.execute(
+                "INSERT INTO faceprint.people (name, metadata, created_at, uid) VALUES (%s, %s, %s, %s)",
+                (name, _jsonb(self._psycopg, meta), person.created_at, person.id),
+            )
+
+        self._writing(f"create {name!r}", body)
+        return person
+
+    def remove_face(self, face_id: str) -> str:
+        """Delete the face ``face_id`` in one transaction (as :meth:`remove_person` deletes);
+        returns its person's name (the person stays, maybe with no faces)."""
+
+        def body(conn: psycopg.Connection[Any]) -> str:
+            row = conn.execute(
+                "DELETE FROM faceprint.faces f USING faceprint.people p "
+                "WHERE f.face_id = %s AND p.id = f.person_id RETURNING p.name",
+                (face_id,),
+            ).fetchone()
+            if row is None:
+                raise UnknownFaceError(
+                    f"gallery {self.location}: cannot remove face {face_id!r}: no such face"
+                )
+            return str(row[0])
+
+        return self._writing(f"remove face {face_id!r}", body)
 
     def remove_person(self, name: str) -> int:
         def body(conn: psycopg.Connection[Any]) -> int:
@@ -150,19 +207,14 @@ class PostgresStore(PgConnection):
 
         def body(conn: psycopg.Connection[Any]) -> None:
             pid = self._person_id(conn, old, "rename")
-            if (
-                old != new
-                and conn.execute("SELECT 1 FROM faceprint.people WHERE name = %s", (new,)).fetchone()
-            ):
-                raise GalleryError(
-                    f"gallery {self.location}: cannot rename {old!r} to {new!r}: {new!r} already exists"
-                )
+            if old != new:
+                self._name_free(conn, new, f"rename {old!r} to {new!r}")
             conn.execute("UPDATE faceprint.people SET name = %s WHERE id = %s", (new, pid))
 
         self._writing(f"rename {old!r}", body)
 
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
-        meta = _jsonb(self._psycopg, metadata)
+        meta = _jsonb(self._psycopg, check_metadata(self.location, metadata))
         sql = "UPDATE faceprint.people SET metadata = %s WHERE id = %s"
         self._writing(
             f"set the metadata of {name!r}",
@@ -172,28 +224,38 @@ class PostgresStore(PgConnection):
     def people(self) -> list[Person]:
         rows = self._rows(
             "list people",
-            "SELECT p.name, p.metadata, count(f.seq), p.created_at FROM faceprint.people p "
+            "SELECT p.name, p.metadata, count(f.seq), p.created_at, p.uid FROM faceprint.people p "
             "LEFT JOIN faceprint.faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name",
         )
-        return [Person(r[0], dict(r[1]), int(r[2]), r[3]) for r in rows]
+        return [Person(r[0], dict(r[1]), int(r[2]), r[3], r[4]) for r in rows]
 
     def person(self, name: str) -> tuple[Person, list[FaceRecord]]:
+        return self._person_where("name", name, f"read {name!r}")
+
+    def person_by_id(self, person_id: str) -> tuple[Person, list[FaceRecord]]:
+        return self._person_where("uid", person_id, f"read the person with id {person_id!r}")
+
+    def _person_where(self, column: str, value: str, action: str) -> tuple[Person, list[FaceRecord]]:
+        """The person whose ``column`` ("name" or "uid") is ``value``, and their faces,
+        read in one transaction."""
+
         def q(conn: psycopg.Connection[Any]) -> tuple[Person, list[FaceRecord]]:
             with conn.transaction():
                 row = conn.execute(
-                    "SELECT id, metadata, created_at FROM faceprint.people WHERE name = %s", (name,)
+                    f"SELECT id, name, metadata, created_at, uid FROM faceprint.people WHERE {column} = %s",
+                    (value,),
                 ).fetchone()
                 if row is None:
-                    raise GalleryError(f"gallery {self.location}: cannot read {name!r}: no such person")
+                    raise UnknownPersonError(f"gallery {self.location}: cannot {action}: no such person")
                 rows = conn.execute(
                     f"SELECT {_FACE_COLS} FROM faceprint.faces f "
                     "JOIN faceprint.people p ON p.id = f.person_id WHERE f.person_id = %s ORDER BY f.seq",
                     (row[0],),
                 ).fetchall()
             faces = [_face(r) for r in rows]
-            return Person(name, dict(row[1]), len(faces), row[2]), faces
+            return Person(row[1], dict(row[2]), len(faces), row[3], row[4]), faces
 
-        return self._run(f"read {name!r}", q)
+        return self._run(action, q)
 
     def snapshot(self) -> Snapshot:
         def q(conn: psycopg.Connection[Any]) -> Snapshot:
@@ -271,7 +333,8 @@ class PostgresStore(PgConnection):
     def centroids(self, names: Sequence[str]) -> dict[str, NDArray[np.float32]]:
         """Each named person's centroid: the mean of their face vectors re-normalised to unit
         length (the gallery's person-level score, see :mod:`.scoring`), computed by the server
-        (pgvector's ``avg``) in one round trip. Unknown names are absent from the result."""
+        (pgvector's ``avg``) in one round trip. Unknown names, and people with no face, are
+        absent from the result."""
         if not names:
             return {}
 
@@ -297,12 +360,7 @@ class PostgresStore(PgConnection):
 
 
 def _jsonb(psycopg: Any, metadata: Mapping[str, Any]) -> Any:
-    import json
-
-    try:
-        json.dumps(dict(metadata))
-    except (TypeError, ValueError) as exc:
-        raise GalleryError(f"person metadata must be JSON-serialisable: {exc}") from None
+    """``metadata`` (checked by :func:`~.records.check_metadata`) as a jsonb parameter."""
     return psycopg.types.json.Jsonb(dict(metadata))
 
 

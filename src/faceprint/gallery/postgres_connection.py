@@ -8,13 +8,18 @@ is about what the queries read or write.
 **Schema** (version :data:`SCHEMA_VERSION`, created on first open in schema ``faceprint``):
 ``meta`` (one row: schema version, bound model id ``network@version+<sha8>`` -- ids an older
 faceprint stored are upgraded on open, once, in one transaction -- dim, ``generation``),
-``settings``, ``people`` (unique name, jsonb metadata) and ``faces`` (``vector`` column, box,
+``settings``, ``people`` (unique name, unique ``uid`` -- the person's stable opaque id,
+:attr:`~.records.Person.id` --, jsonb metadata) and ``faces`` (``vector`` column, box,
 score, sha256, ``ON DELETE CASCADE`` to its person, ``UNIQUE (person_id, image_sha256)``). The
 dimension is unknown until the first enrolment binds the model (:meth:`PgConnection._bind`);
 that transaction types the column ``vector(dim)`` and builds the HNSW index
 (``vector_cosine_ops``) when the dimension allows (:data:`HNSW_MAX_DIM`). The schema needs
 the pgvector extension, which :meth:`PgConnection._ensure_schema` creates on first open when
-the user may, and otherwise names the statement an administrator must run.
+the user may, and otherwise names the statement an administrator must run. Version 1 had
+no ``people.uid``: a version-1 gallery is upgraded on open, once, in one transaction under
+the schema's advisory lock (:meth:`PgConnection._migrate_schema`: the column added, a
+fresh uuid4 hex for every person, unique, the version bumped), which needs the rights of
+the tables' owner.
 
 **Transactions and concurrency.** Every write is one transaction that first locks the ``meta``
 row (``SELECT ... FOR UPDATE``) and bumps ``generation`` in it (:meth:`PgConnection._write`),
@@ -47,7 +52,7 @@ from .records import pause_before_commit, upgrade_calibration, upgrade_model_id
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CONNECT_TIMEOUT_S = 5
 PING_AFTER_S = 1.0
 #: pgvector's HNSW index handles at most 2,000 dimensions; beyond that the search is exact.
@@ -68,7 +73,8 @@ CREATE TABLE IF NOT EXISTS faceprint.people (
     id bigserial PRIMARY KEY,
     name text NOT NULL UNIQUE,
     metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
-    created_at text NOT NULL
+    created_at text NOT NULL,
+    uid text NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS faceprint.faces (
     seq bigserial PRIMARY KEY,
@@ -182,7 +188,41 @@ class PgConnection:
                 f"the gallery at {self.location} has schema version {found}, newer than this faceprint "
                 f"supports ({SCHEMA_VERSION}): upgrade faceprint"
             )
+        if found < SCHEMA_VERSION:
+            self._migrate_schema(conn, found)
         self._migrate_model_ids(conn)
+
+    def _migrate_schema(self, conn: psycopg.Connection[Any], found: int) -> None:
+        """Upgrade a version-1 gallery in place, in ONE transaction under the schema's
+        advisory lock (and the meta row lock, so no write interleaves): add
+        ``people.uid``, fill every row with a fresh uuid4 hex (the server's
+        ``gen_random_uuid``), make it NOT NULL and UNIQUE, bump the version. Another
+        process that upgraded it meanwhile leaves nothing to do."""
+        if found != 1:
+            raise GalleryError(
+                f"the gallery at {self.location} has schema version {found}, which this faceprint "
+                f"cannot upgrade to {SCHEMA_VERSION} (written by an unknown tool)"
+            )
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('faceprint.schema'))")
+                row = conn.execute(
+                    "SELECT schema_version FROM faceprint.meta WHERE id = 1 FOR UPDATE"
+                ).fetchone()
+                if row is None or int(row[0]) != 1:
+                    return
+                conn.execute("ALTER TABLE faceprint.people ADD COLUMN uid text")
+                conn.execute("UPDATE faceprint.people SET uid = replace(gen_random_uuid()::text, '-', '')")
+                conn.execute("ALTER TABLE faceprint.people ALTER COLUMN uid SET NOT NULL")
+                conn.execute("ALTER TABLE faceprint.people ADD CONSTRAINT people_uid_key UNIQUE (uid)")
+                conn.execute("UPDATE faceprint.meta SET schema_version = %s WHERE id = 1", (SCHEMA_VERSION,))
+        except self._psycopg.Error as exc:
+            owner = getattr(exc, "sqlstate", None) == "42501"  # insufficient_privilege
+            hint = ": open it once as the owner of the faceprint tables" if owner else ""
+            raise GalleryError(
+                f"cannot upgrade the gallery at {self.location} from schema version 1 to {SCHEMA_VERSION} "
+                f"({self._scrub(_first_line(exc))}); nothing was changed{hint}"
+            ) from None
 
     def _migrate_model_ids(self, conn: psycopg.Connection[Any]) -> None:
         """Rewrite the model ids an older faceprint stored (``name@version``) in their current

@@ -1,7 +1,9 @@
 """Gallery data model and the storage interface every backend implements.
 
-A gallery holds *people* (a unique name plus free JSON metadata), each with one or more
-*faces*. A face keeps its L2-normalised vector, the id of the model that made it
+A gallery holds *people* (a unique name, a stable opaque id, free JSON metadata), each
+with zero or more *faces* (a person made by :meth:`Store.create_person`, or whose faces
+were removed one by one, has none: such a person has no centroid and is never a match).
+A face keeps its L2-normalised vector, the id of the model that made it
 (``network@version+<sha8>``, :func:`faceprint.embedding.model_id`), the source image's
 sha256, the box (xyxy pixels), the detection score and when it was added. A gallery is
 bound to one model id: the first enrolment binds it, and vectors of another model (other
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -53,6 +56,26 @@ def check_name(name: str) -> str:
     if name.strip().lower() == UNKNOWN:
         raise GalleryError(f"{name!r} is reserved: identify labels faces nobody matches with it")
     return name
+
+
+def new_person_id() -> str:
+    """A fresh person id (:attr:`Person.id`): uuid4 hex, like face ids."""
+    return uuid.uuid4().hex
+
+
+def check_metadata(location: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` as a plain dict, refused with :class:`GalleryError` unless it is a
+    mapping that JSON can hold (what both backends store)."""
+    if not isinstance(metadata, Mapping):
+        raise GalleryError(
+            f"gallery {location}: a person's metadata must be a JSON object, got {type(metadata).__name__}"
+        )
+    out = dict(metadata)
+    try:
+        json.dumps(out, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"gallery {location}: person metadata must be JSON-serialisable: {exc}") from None
+    return out
 
 
 def now_iso() -> str:
@@ -90,15 +113,19 @@ class FaceRecord:
 
 @dataclass(frozen=True)
 class Person:
-    """An enrolled identity: unique name, free metadata, number of faces."""
+    """An enrolled identity: unique name, free metadata, number of faces, and ``id``, a
+    stable opaque id (uuid4 hex) assigned when the person is created and kept through
+    renames, so a URL can address the person whatever their name becomes."""
 
     name: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
     faces: int = 0
     created_at: str = ""
+    id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "name": self.name,
             "metadata": dict(self.metadata),
             "faces": self.faces,
@@ -140,7 +167,9 @@ class Store(Protocol):
         ...
 
     def count_people(self) -> int:
-        """The number of enrolled people (the K of the open-set threshold)."""
+        """The number of people who have at least one face: the K of the open-set
+        threshold (a person with no face cannot be named, so adds no stranger risk);
+        ``len(people())`` counts everyone."""
         ...
 
     def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
@@ -150,29 +179,62 @@ class Store(Protocol):
 
     def centroids(self, names: Sequence[str]) -> dict[str, NDArray[np.float32]]:
         """Each named person's centroid (mean face vector re-normalised to unit length);
-        unknown names are absent."""
+        unknown names, and people with no face, are absent."""
         ...
 
     def add_faces(
         self, person: str, faces: Sequence[FaceRecord], metadata: Mapping[str, Any] | None = None
     ) -> tuple[list[FaceRecord], list[FaceRecord]]:
-        """Add ``faces`` to ``person`` (created if new) in ONE transaction; binds the model
-        on first use. Returns (added, skipped): a face whose ``image_sha256`` is already
-        enrolled for that person is skipped. Raises IncompatibleEmbeddingError."""
+        """Add ``faces`` to ``person`` (created if new, with a new id) in ONE transaction;
+        binds the model on first use. Returns (added, skipped): a face whose
+        ``image_sha256`` is already enrolled for that person, or whose ``face_id`` exists,
+        is skipped. With no faces nothing is written; a NEW person whose faces were all
+        skipped is not created (an existing person, even with no faces, stays). Raises
+        IncompatibleEmbeddingError."""
+        ...
+
+    def create_person(self, name: str, metadata: Mapping[str, Any] | None = None) -> Person:
+        """Create ``name`` with ``metadata`` and no faces, in one transaction; returns the
+        new person (its fresh :attr:`Person.id`, 0 faces). Binds no model. Raises
+        :class:`~faceprint.errors.NameTakenError` when the name is in use, GalleryError on
+        a blank or reserved name or metadata JSON cannot hold."""
         ...
 
     def remove_person(self, name: str) -> int:
-        """Delete a person and all their faces; returns the number of faces removed.
-        Raises GalleryError (unknown person)."""
+        """Delete a person and all their faces, leaving no vector of theirs in any file
+        the store writes; returns the number of faces removed. Raises
+        :class:`~faceprint.errors.UnknownPersonError`."""
         ...
 
-    def rename_person(self, old: str, new: str) -> None: ...
+    def remove_face(self, face_id: str) -> str:
+        """Delete one face, in one transaction, under the same erasure rules as
+        :meth:`remove_person`; returns the name of the person it belonged to, who stays
+        (maybe with no faces). Raises :class:`~faceprint.errors.UnknownFaceError`."""
+        ...
 
-    def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None: ...
+    def rename_person(self, old: str, new: str) -> None:
+        """Rename ``old`` to ``new`` (the id and faces stay). Raises
+        :class:`~faceprint.errors.UnknownPersonError` for ``old``,
+        :class:`~faceprint.errors.NameTakenError` when ``new`` is another person's."""
+        ...
 
-    def people(self) -> list[Person]: ...
+    def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        """Replace ``name``'s metadata. Raises :class:`~faceprint.errors.UnknownPersonError`."""
+        ...
 
-    def person(self, name: str) -> tuple[Person, list[FaceRecord]]: ...
+    def people(self) -> list[Person]:
+        """Everyone, by name, people with no faces included."""
+        ...
+
+    def person(self, name: str) -> tuple[Person, list[FaceRecord]]:
+        """The person named ``name`` and their faces in enrolment order. Raises
+        :class:`~faceprint.errors.UnknownPersonError`."""
+        ...
+
+    def person_by_id(self, person_id: str) -> tuple[Person, list[FaceRecord]]:
+        """The person whose :attr:`Person.id` is ``person_id`` and their faces in
+        enrolment order. Raises :class:`~faceprint.errors.UnknownPersonError`."""
+        ...
 
     def snapshot(self) -> Snapshot: ...
 

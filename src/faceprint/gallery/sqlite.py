@@ -21,11 +21,25 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import GalleryError, IncompatibleEmbeddingError
+from ..errors import (
+    IncompatibleEmbeddingError,
+    NameTakenError,
+    UnknownFaceError,
+    UnknownPersonError,
+)
 from ..types import Box
 from .ann_cache import drop_if_holds
 from .local_search import LocalSearch
-from .records import FaceRecord, Person, Snapshot, check_vectors, now_iso
+from .records import (
+    FaceRecord,
+    Person,
+    Snapshot,
+    check_metadata,
+    check_name,
+    check_vectors,
+    new_person_id,
+    now_iso,
+)
 from .sqlite_file import APPLICATION_ID, SCHEMA_VERSION, SqliteFile
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore"]
@@ -69,35 +83,46 @@ class SqliteStore(SqliteFile):
         return None if row is None else str(row[0])
 
     def count_people(self) -> int:
+        """The number of people with at least one face (see :class:`~.records.Store`)."""
         with self._read() as conn:
-            return 0 if conn is None else int(conn.execute("SELECT count(*) FROM people").fetchone()[0])
+            if conn is None:
+                return 0
+            return int(conn.execute("SELECT count(DISTINCT person_id) FROM faces").fetchone()[0])
 
     def people(self) -> list[Person]:
         with self._read() as conn:
             if conn is None:
                 return []
             rows = conn.execute(
-                "SELECT p.name, p.metadata, p.created_at, count(f.id) FROM people p "
+                "SELECT p.name, p.metadata, p.created_at, count(f.id), p.uid FROM people p "
                 "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
             ).fetchall()
-        return [Person(r[0], json.loads(r[1]), int(r[3]), r[2]) for r in rows]
+        return [Person(r[0], json.loads(r[1]), int(r[3]), r[2], r[4]) for r in rows]
 
     def person(self, name: str) -> tuple[Person, list[FaceRecord]]:
+        return self._person_where("name", name, f"cannot read {name!r}")
+
+    def person_by_id(self, person_id: str) -> tuple[Person, list[FaceRecord]]:
+        return self._person_where("uid", person_id, f"cannot read the person with id {person_id!r}")
+
+    def _person_where(self, column: str, value: str, action: str) -> tuple[Person, list[FaceRecord]]:
+        """The person whose ``column`` ("name" or "uid") is ``value``, and their faces."""
         with self._read() as conn:
             row = (
                 None
                 if conn is None
                 else conn.execute(
-                    "SELECT id, metadata, created_at FROM people WHERE name = ?", (name,)
+                    f"SELECT id, name, metadata, created_at, uid FROM people WHERE {column} = ?", (value,)
                 ).fetchone()
             )
             if conn is None or row is None:
-                raise GalleryError(f"gallery {self.path}: no person named {name!r}")
+                raise UnknownPersonError(f"gallery {self.location}: {action}: no such person")
             faces = conn.execute(
                 "SELECT face_id, model, vector, image_sha256, x1, y1, x2, y2, score, added_at "
                 "FROM faces WHERE person_id = ? ORDER BY id",
                 (row[0],),
             ).fetchall()
+        name = row[1]
         records = [
             FaceRecord(
                 face_id=f[0],
@@ -111,7 +136,7 @@ class SqliteStore(SqliteFile):
             )
             for f in faces
         ]
-        return Person(name, json.loads(row[1]), len(records), row[2]), records
+        return Person(name, json.loads(row[2]), len(records), row[3], row[4]), records
 
     def snapshot(self) -> Snapshot:
         with self._read() as conn:
@@ -135,7 +160,8 @@ class SqliteStore(SqliteFile):
         return self._search.search_faces(queries, k)
 
     def centroids(self, names: Sequence[str]) -> dict[str, NDArray[np.float32]]:
-        """Each named person's centroid (mean face vector re-normalised to unit length)."""
+        """Each named person's centroid (mean face vector re-normalised to unit length);
+        unknown names and people with no face are absent."""
         return self._search.centroids(names)
 
     # -- Store: writes ----------------------------------------------------------------
@@ -146,11 +172,14 @@ class SqliteStore(SqliteFile):
 
         ``metadata`` is merged into the person's (new keys win). A face is skipped when its
         ``image_sha256`` is already enrolled for ``person`` or its ``face_id`` exists.
-        With no faces, nothing is written (a person never exists without a face).
+        With no faces, nothing is written; a new person whose faces were all skipped is
+        not created (a person with no faces comes only from :meth:`create_person` or
+        :meth:`remove_face`).
         """
         if not faces:
             return [], []
         model, dim, _ = check_vectors(self.location, faces)
+        meta = check_metadata(self.location, metadata or {})
         added: list[FaceRecord] = []
         skipped: list[FaceRecord] = []
         with self._write(f"enrol {person!r}") as conn:
@@ -168,14 +197,14 @@ class SqliteStore(SqliteFile):
             row = conn.execute("SELECT id, metadata FROM people WHERE name = ?", (person,)).fetchone()
             if row is None:
                 cur = conn.execute(
-                    "INSERT INTO people (name, metadata, created_at) VALUES (?, ?, ?)",
-                    (person, json.dumps(dict(metadata or {}), ensure_ascii=False), stamp),
+                    "INSERT INTO people (name, metadata, created_at, uid) VALUES (?, ?, ?, ?)",
+                    (person, json.dumps(meta, ensure_ascii=False), stamp, new_person_id()),
                 )
                 pid = int(cur.lastrowid or 0)
             else:
                 pid = int(row[0])
-                if metadata:
-                    merged = {**json.loads(row[1]), **dict(metadata)}
+                if meta:
+                    merged = {**json.loads(row[1]), **meta}
                     conn.execute(
                         "UPDATE people SET metadata = ? WHERE id = ?",
                         (json.dumps(merged, ensure_ascii=False), pid),
@@ -212,6 +241,40 @@ class SqliteStore(SqliteFile):
                 conn.execute("DELETE FROM people WHERE id = ?", (pid,))
         return added, skipped
 
+    def create_person(self, name: str, metadata: Mapping[str, Any] | None = None) -> Person:
+        """Create ``name`` with no faces in one transaction (see :class:`~.records.Store`)."""
+        check_name(name)
+        meta = check_metadata(self.location, metadata or {})
+        person = Person(name, meta, 0, now_iso(), new_person_id())
+        with self._write(f"create {name!r}") as conn:
+            if conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
+                raise NameTakenError(
+                    f"gallery {self.location}: cannot create {name!r}: {name!r} already exists"
+                )
+            conn.execute(
+                "INSERT INTO people (name, metadata, created_at, uid) VALUES (?, ?, ?, ?)",
+                (name, json.dumps(meta, ensure_ascii=False), person.created_at, person.id),
+            )
+        return person
+
+    def remove_face(self, face_id: str) -> str:
+        """Delete the face ``face_id`` and erase it from every file, as :meth:`remove_person`
+        does; returns its person's name (the person stays, maybe with no faces)."""
+        with self._write(f"remove face {face_id!r}") as conn:
+            row = conn.execute(
+                "SELECT f.id, p.name FROM faces f JOIN people p ON p.id = f.person_id WHERE f.face_id = ?",
+                (face_id,),
+            ).fetchone()
+            if row is None:
+                raise UnknownFaceError(
+                    f"gallery {self.location}: cannot remove face {face_id!r}: no such face"
+                )
+            conn.execute("DELETE FROM faces WHERE id = ?", (row[0],))
+        self._erase_wal()
+        if self.index_path is not None:
+            drop_if_holds(self.index_path, {face_id})
+        return str(row[1])
+
     def remove_person(self, name: str) -> int:
         """Delete ``name`` and their faces, then erase them from every file: the rows are
         zeroed (``secure_delete``), the WAL checkpointed and truncated
@@ -221,7 +284,7 @@ class SqliteStore(SqliteFile):
         with self._write(f"remove {name!r}") as conn:
             row = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             if row is None:
-                raise GalleryError(f"gallery {self.location}: cannot remove {name!r}: no such person")
+                raise UnknownPersonError(f"gallery {self.location}: cannot remove {name!r}: no such person")
             ids = {r[0] for r in conn.execute("SELECT face_id FROM faces WHERE person_id = ?", (row[0],))}
             conn.execute("DELETE FROM faces WHERE person_id = ?", (row[0],))
             conn.execute("DELETE FROM people WHERE id = ?", (row[0],))
@@ -233,21 +296,21 @@ class SqliteStore(SqliteFile):
     def rename_person(self, old: str, new: str) -> None:
         with self._write(f"rename {old!r}") as conn:
             if conn.execute("SELECT 1 FROM people WHERE name = ?", (old,)).fetchone() is None:
-                raise GalleryError(f"gallery {self.location}: cannot rename {old!r}: no such person")
+                raise UnknownPersonError(f"gallery {self.location}: cannot rename {old!r}: no such person")
             if old != new and conn.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
-                raise GalleryError(
+                raise NameTakenError(
                     f"gallery {self.location}: cannot rename {old!r} to {new!r}: {new!r} already exists"
                 )
             conn.execute("UPDATE people SET name = ? WHERE name = ?", (new, old))
 
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        meta = json.dumps(check_metadata(self.location, metadata), ensure_ascii=False)
         with self._write(f"set metadata of {name!r}") as conn:
-            cur = conn.execute(
-                "UPDATE people SET metadata = ? WHERE name = ?",
-                (json.dumps(dict(metadata), ensure_ascii=False), name),
-            )
+            cur = conn.execute("UPDATE people SET metadata = ? WHERE name = ?", (meta, name))
             if cur.rowcount == 0:
-                raise GalleryError(f"gallery {self.location}: no person named {name!r}")
+                raise UnknownPersonError(
+                    f"gallery {self.location}: cannot set the metadata of {name!r}: no such person"
+                )
 
     def set_setting(self, key: str, value: str | None) -> None:
         with self._write(f"set {key!r}") as conn:

@@ -13,9 +13,17 @@ is :data:`APPLICATION_ID`, so a faceprint gallery can be told from any other SQL
   ``generation``, the counter bumped in the same transaction as every write so a search
   index built from a :class:`~.records.Snapshot` knows when it is stale;
 * ``settings(key, value)``: per-gallery settings (e.g. ``threshold``, ``far``);
-* ``people(id, name UNIQUE, metadata JSON, created_at)``;
+* ``people(id, uid UNIQUE, name UNIQUE, metadata JSON, created_at)``: ``uid`` is the
+  person's stable opaque id (:attr:`~.records.Person.id`, uuid4 hex; ``id`` is SQLite's
+  internal row id, never shown);
 * ``faces(id, face_id UNIQUE, person_id -> people ON DELETE CASCADE, model, vector BLOB of
   little-endian float32, image_sha256, x1, y1, x2, y2, score, added_at)``.
+
+Schema versions: 1 had no ``people.uid``. A version-1 file is upgraded in place when
+opened where it can be written (:meth:`SqliteFile._migrate_schema`: the column added, a
+fresh uuid4 hex for every person, its unique index, the version bumped, all in one
+transaction), as older model ids are (:meth:`SqliteFile._migrate_model_ids`); a
+version-1 file that cannot be written is refused with the reason, untouched.
 
 Why it is safe with data a user cannot lose:
 
@@ -52,11 +60,13 @@ from pathlib import Path
 
 from ..errors import GalleryError
 from ..files import PRIVATE_FILE_MODE, make_private_dir
-from .records import pause_before_commit, upgrade_calibration, upgrade_model_id
+from .records import new_person_id, pause_before_commit, upgrade_calibration, upgrade_model_id
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Older schema versions this faceprint upgrades in place on open (module doc).
+_UPGRADABLE = frozenset({1})
 #: ``PRAGMA application_id`` of a faceprint gallery: "FPRG" in ASCII.
 APPLICATION_ID = 0x46505247
 _HEADER = b"SQLite format 3\x00"
@@ -68,8 +78,10 @@ CREATE TABLE IF NOT EXISTS people (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     metadata TEXT NOT NULL DEFAULT '{}',
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    uid TEXT NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS people_uid ON people(uid);
 CREATE TABLE IF NOT EXISTS faces (
     id INTEGER PRIMARY KEY,
     face_id TEXT NOT NULL UNIQUE,
@@ -164,10 +176,11 @@ class SqliteFile:
                 f"gallery {self.path}: expected a faceprint gallery, found another SQLite database "
                 f"(tables: {', '.join(sorted(tables)[:5])}); the file was left untouched"
             )
+        version = SCHEMA_VERSION
         if tables:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else -1
-            if version != SCHEMA_VERSION:
+            if version != SCHEMA_VERSION and version not in _UPGRADABLE:
                 conn.close()
                 who = (
                     "a newer faceprint; upgrade faceprint" if version > SCHEMA_VERSION else "an unknown tool"
@@ -185,11 +198,55 @@ class SqliteFile:
                 if "readonly" not in str(exc) and "read-only" not in str(exc):
                     raise self._error("initialise", exc) from None
                 self._readonly = True
+        if version != SCHEMA_VERSION:
+            self._upgrade(conn, version)
         if tables and not self._readonly:
             try:
                 self._migrate_model_ids(conn)
             except sqlite3.DatabaseError as exc:
                 raise self._error("upgrade its model ids", exc) from None
+
+    def _upgrade(self, conn: sqlite3.Connection, version: int) -> None:
+        """Bring a file of the older schema ``version`` to :data:`SCHEMA_VERSION`, or close
+        it and say why it cannot be (read-only: nothing can be written to it)."""
+        try:
+            if self._readonly:
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            self._migrate_schema(conn)
+        except sqlite3.DatabaseError as exc:
+            self._conn = None
+            conn.close()
+            err = str(self._error(f"upgrade it from schema version {version} to {SCHEMA_VERSION}", exc))
+            hint = " (open it once where it can be written to upgrade it)" if "read-only" in err else ""
+            raise GalleryError(f"{err}; it was left as it was{hint}") from None
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _migrate_schema(self, conn: sqlite3.Connection) -> None:
+        """Upgrade a version-1 file in place, in ONE transaction: add ``people.uid``, give
+        every person a fresh uuid4 hex (:func:`~.records.new_person_id`), index it unique
+        and bump the schema version (``meta`` and ``user_version``). Another process that
+        upgraded it meanwhile (seen under the write lock) leaves nothing to do."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and int(row[0]) == 1:
+                conn.execute("ALTER TABLE people ADD COLUMN uid TEXT NOT NULL DEFAULT ''")
+                ids = [r[0] for r in conn.execute("SELECT id FROM people").fetchall()]
+                conn.executemany(
+                    "UPDATE people SET uid = ? WHERE id = ?", [(new_person_id(), i) for i in ids]
+                )
+                conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS people_uid ON people(uid)")
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                log.info("gallery %s: upgraded schema 1 to %d (person ids)", self.path, SCHEMA_VERSION)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _migrate_model_ids(self, conn: sqlite3.Connection) -> None:
         """Rewrite the model ids an older faceprint stored (``name@version``) in their current
