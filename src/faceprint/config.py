@@ -104,7 +104,7 @@ class Settings:
             data_dir=data_dir,
             legacy_gallery=None if legacy is None else legacy / "gallery.sqlite",
             test_sleep_before_commit=sleep,
-            service_db_path=Path(e["FACEPRINT_SERVICE_DB"]).expanduser() if e.get("FACEPRINT_SERVICE_DB") else None,
+            service_db_path=Path(db).expanduser() if (db := e.get("FACEPRINT_SERVICE_DB")) else None,
         )
 
 

@@ -96,6 +96,11 @@ class NameTakenError(GalleryError):
     unique (creating or renaming onto one; a service's 409)."""
 
 
+class GalleryUnavailableError(GalleryError):
+    """The gallery cannot be reached now (its database server is down or restarting, or
+    its file is locked by another writer past the wait): trying again later may work."""
+
+
 class IncompatibleEmbeddingError(FaceprintError):
     """Vectors produced by another model (name/version) than the one expected."""
 

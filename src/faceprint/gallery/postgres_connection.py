@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import mask_url
-from ..errors import GalleryError, MissingExtraError
+from ..errors import GalleryError, GalleryUnavailableError, MissingExtraError
 from .records import pause_before_commit, upgrade_calibration, upgrade_model_id
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class PgConnection:
                 self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
             )
         except pg.Error as exc:
-            raise GalleryError(
+            raise GalleryUnavailableError(
                 f"cannot reach PostgreSQL at {self.location}: {self._scrub(_first_line(exc))}"
             ) from None
         try:
@@ -275,7 +275,7 @@ class PgConnection:
             if conn.closed or conn.broken:
                 self._conn = None
                 conn.close()
-                raise GalleryError(
+                raise GalleryUnavailableError(
                     f"cannot reach PostgreSQL at {self.location}: lost the connection while trying to "
                     f"{what}: {self._scrub(_first_line(exc))} (the server rolls back an unfinished "
                     "write; retry once it is back)"
@@ -308,9 +308,10 @@ class PgConnection:
                     if not readonly:
                         conn.execute("UPDATE faceprint.meta SET generation = generation + 1 WHERE id = 1")
             except self._psycopg.Error as exc:
-                if conn.closed or conn.broken:
+                lost = conn.closed or conn.broken
+                if lost:
                     self._conn = None
-                raise GalleryError(
+                raise (GalleryUnavailableError if lost else GalleryError)(
                     f"PostgreSQL gallery at {self.location}: the transaction failed and was rolled back: "
                     f"{self._scrub(_first_line(exc))}"
                 ) from None

@@ -58,7 +58,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from ..errors import GalleryError
+from ..errors import GalleryError, GalleryUnavailableError
 from ..files import PRIVATE_FILE_MODE, make_private_dir
 from .records import new_person_id, pause_before_commit, upgrade_calibration, upgrade_model_id
 
@@ -344,7 +344,7 @@ class SqliteFile:
                 f"gallery {self.path}: cannot {action}: the file or its directory is read-only ({msg})"
             )
         if "locked" in msg or "busy" in msg:
-            return GalleryError(
+            return GalleryUnavailableError(
                 f"gallery {self.path}: cannot {action}: another process held its write lock for more "
                 f"than {self.busy_timeout:.0f} s ({msg})"
             )

@@ -85,8 +85,7 @@ class Service:
             faces = rec.detect(blank)
             rec.embed_crops([blank[:150, :150]])
             del faces
-            self.gallery = type(self.gallery)(self.store, rec)
-            self._recognizer = rec
+            self.attach(rec)
             log.info("models loaded: %s + %s (%s)", rec.detector_name, rec.embedder_name, rec.model_id)
         except Exception as exc:  # reported by /v1/ready and by every model route
             from .problems import scrub
@@ -95,6 +94,15 @@ class Service:
             log.error("cannot load the models: %s", exc)
         finally:
             self.loaded.set()
+
+    def attach(self, recognizer: Recognizer) -> None:
+        """Serve with ``recognizer`` (loaded by :meth:`load_models`, or shared by several
+        services in one process, as the tests do); the service is ready from now on."""
+        from ..gallery.gallery import Gallery
+
+        self.gallery = Gallery(self.store, recognizer)
+        self._recognizer = recognizer
+        self.loaded.set()
 
     @property
     def recognizer(self) -> Recognizer:

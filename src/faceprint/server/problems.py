@@ -120,15 +120,13 @@ def from_error(exc: e.FaceprintError) -> Problem:
 
 
 def _gallery_slug(exc: e.GalleryError) -> str:
-    for cls_name, slug in (
-        ("UnknownPersonError", "not-found"),
-        ("UnknownFaceError", "not-found"),
-        ("NameTakenError", "name-taken"),
-    ):
-        cls = getattr(e, cls_name, None)
-        if cls is not None and isinstance(exc, cls):
-            return slug
-    return "unavailable"
+    if isinstance(exc, e.UnknownPersonError | e.UnknownFaceError):
+        return "not-found"
+    if isinstance(exc, e.NameTakenError):
+        return "name-taken"
+    if isinstance(exc, e.GalleryUnavailableError):
+        return "unavailable"
+    return "invalid-field"  # a value the gallery refuses: a blank name, bad metadata
 
 
 def internal(exc: BaseException) -> Problem:

@@ -161,7 +161,7 @@ async def add_faces(request: Request, person_id: str) -> JSONResponse:
     raw_face = text_field(form, "face", "single") or "single"
     face: str | int = int(raw_face) if raw_face.isdigit() else raw_face
     try:
-        check_face_choice(face)  # type: ignore[arg-type]
+        check_face_choice(face)
     except Exception as exc:
         raise Problem("invalid-field", str(exc)) from None
 
@@ -169,8 +169,8 @@ async def add_faces(request: Request, person_id: str) -> JSONResponse:
         for u in uploads:
             decode(u, lim)  # refuse a bad or oversized image before anything is written
         person, _ = svc.store.person_by_id(pid)
-        report = svc.gallery.enroll(person.name, [u.data for u in uploads], face=face)  # type: ignore[arg-type]
-        labels = {f"image #{i + 1}": u.name for i, u in enumerate(uploads)}
+        report = svc.gallery.enroll(person.name, [u.data for u in uploads], face=face)
+        labels = {f"bytes #{i + 1}": u.name for i, u in enumerate(uploads)}
 
         def named(label: str) -> str:
             return labels.get(label, label)
