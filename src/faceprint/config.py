@@ -15,6 +15,7 @@ model's or the library's default. Variables:
                           (default: ``gallery.sqlite`` in ``Settings.data_dir``)
 ``FACEPRINT_SERVICE_DB``  the service's own SQLite file: API keys (hashed) and the audit log
                           (default: ``service.sqlite`` in ``Settings.data_dir``)
+``FACEPRINT_SERVICE_CONFIG``  set by ``faceprint serve`` for its worker processes (JSON)
 ``FACEPRINT_TEST_SLEEP_BEFORE_COMMIT``  **tests only**: seconds every gallery write sleeps
                           inside its transaction, after its writes and before COMMIT, so a
                           durability test can SIGKILL a process there (default 0: off)
@@ -58,6 +59,9 @@ class Settings:
     legacy_gallery: Path | None = None
     test_sleep_before_commit: float = 0.0
     service_db_path: Path | None = None
+    #: ``FACEPRINT_SERVICE_CONFIG``: JSON that ``faceprint serve`` hands its uvicorn workers
+    #: (:class:`faceprint.server.config.ServiceConfig`); not meant to be set by hand
+    service_config: str | None = None
 
     @property
     def default_gallery(self) -> Path:
@@ -105,6 +109,7 @@ class Settings:
             legacy_gallery=None if legacy is None else legacy / "gallery.sqlite",
             test_sleep_before_commit=sleep,
             service_db_path=Path(db).expanduser() if (db := e.get("FACEPRINT_SERVICE_DB")) else None,
+            service_config=e.get("FACEPRINT_SERVICE_CONFIG") or None,
         )
 
 

@@ -10,7 +10,6 @@ string in fresh processes.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -88,7 +87,9 @@ class ServiceConfig:
     def from_env(cls) -> ServiceConfig:
         """The configuration ``faceprint serve`` left for this worker process (default
         configuration when none)."""
-        raw = os.environ.get(CONFIG_ENV)
+        from ..config import get_settings
+
+        raw = get_settings().service_config
         return cls() if not raw else cls.from_json(raw)
 
     @property
