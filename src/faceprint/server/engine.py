@@ -12,6 +12,7 @@ OpenCV detector is not safe to share between threads at all). Requests beyond
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from ..config import get_settings
+from .batching import IdentifyBatcher
 from .config import ServiceConfig
 from .keys import KeyRing
 from .limits import RateLimiter
@@ -29,7 +31,9 @@ from .servicedb import ServiceDB
 
 if TYPE_CHECKING:
     from ..gallery.gallery import Gallery
+    from ..gallery.results import Identification
     from ..recognizer import Recognizer
+    from ..types import Image
 
 log = logging.getLogger("faceprint.server")
 T = TypeVar("T")
@@ -55,6 +59,7 @@ class Service:
         self.loaded = threading.Event()
         self.load_error: str | None = None
         self.model_lock = threading.Lock()
+        self.batcher = IdentifyBatcher(self, max_images=config.limits.max_images)
         #: strings never to show a client (:func:`~.problems.scrub`)
         self.secrets = tuple(
             str(s)
@@ -138,10 +143,27 @@ class Service:
             with anyio.fail_after(timeout):
                 return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
         except TimeoutError:
+            raise Problem("timeout", f"no answer within {timeout:g} s; the service is overloaded") from None
+
+    async def identify(
+        self, images: list[Image], top_k: int, threshold: float | None, max_faces: int | None
+    ) -> Identification:
+        """:meth:`Gallery.identify` of ``images``, batched with the identify requests that
+        wait beside it (:mod:`.batching`); image labels are ``image #1..n``. A 504 problem
+        past ``timeout_s``."""
+        _ = self.recognizer
+        future = self.batcher.submit(images, top_k, threshold, max_faces)
+        timeout = self.config.limits.timeout_s
+        try:
+            with anyio.fail_after(timeout):
+                return await asyncio.wrap_future(future)
+        except TimeoutError:
+            future.cancel()
             raise Problem(
                 "timeout", f"no answer within {timeout:g} s; the service may be overloaded"
             ) from None
 
     def close(self) -> None:
+        self.batcher.close()
         self.store.close()
         self.db.close()

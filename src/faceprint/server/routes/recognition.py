@@ -106,12 +106,9 @@ async def identify(request: Request) -> dict[str, Any]:
     top_k = int_field(form, "top_k", 3, 1, 20)
     threshold = float_field(form, "threshold", -1.0, 1.0)
 
-    def work() -> dict[str, Any]:
-        images = [decode(u, lim) for u in uploads]
-        result = svc.gallery.identify(images, top_k=top_k, threshold=threshold, max_faces=lim.max_faces)
-        return replace(result, images=tuple(u.name for u in uploads)).to_dict()
-
-    return await svc.run(work)
+    images = await svc.run(lambda: [decode(u, lim) for u in uploads], models=False)
+    result = await svc.identify(images, top_k, threshold, lim.max_faces)
+    return replace(result, images=tuple(u.name for u in uploads)).to_dict()
 
 
 @router.post(
