@@ -24,12 +24,13 @@ def test_concurrent_identify_answers_equal_solo_answers(api: Api, photo: Callabl
             headers=h,
         )
         assert r.status_code == 201, r.text
+    o2 = ("o2.jpg", photo("obama", "obama2.jpg"), "image/jpeg")
     requests = [
-        ([("image", ("o2.jpg", photo("obama", "obama2.jpg"), "image/jpeg"))], {"top_k": "1"}),
+        ([("image", o2)], {"top_k": "1"}),
         ([("image", ("b2.jpg", photo("biden", "biden2.jpg"), "image/jpeg")),
           ("image", ("r.jpg", photo("rose_leslie", "img1.jpg"), "image/jpeg"))], {"top_k": "2"}),
         ([("image", ("k.jpeg", photo("kit_harington", "john1.jpeg"), "image/jpeg"))], {"top_k": "1"}),
-        ([("image", ("o2.jpg", photo("obama", "obama2.jpg"), "image/jpeg"))], {"top_k": "1", "threshold": ".99"}),
+        ([("image", o2)], {"top_k": "1", "threshold": "0.99"}),
     ] * 3  # fmt: skip
 
     def send(req: tuple[list[Any], dict[str, str]]) -> dict[str, Any]:
