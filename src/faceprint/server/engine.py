@@ -7,7 +7,9 @@ embedding) runs in a worker thread under one lock: one process uses its cores th
 onnxruntime's own threads, and concurrent calls would only fight over them (YuNet's
 OpenCV detector is not safe to share between threads at all). Requests beyond
 ``max_in_flight`` are refused by :class:`~.limits.InFlight`; one that waits longer than
-``timeout_s`` for its answer gets 504 (:meth:`Service.run`).
+``timeout_s`` for its answer gets 504 (:meth:`Service.run`). Background work on the same
+models (streams, :mod:`.streams`) takes the lock one frame at a time and lets requests
+waiting for it (:attr:`Service.model_waiting`) go first.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class Service:
         self.loaded = threading.Event()
         self.load_error: str | None = None
         self.model_lock = threading.Lock()
+        #: requests now waiting for :attr:`model_lock`: background work lets them go first
+        self.model_waiting = 0
+        self._waiting_lock = threading.Lock()
         #: strings never to show a client (:func:`~.problems.scrub`)
         self.secrets = tuple(
             str(s)
@@ -124,8 +129,15 @@ class Service:
             _ = self.recognizer  # 503 at once while loading, not after the timeout
 
             def locked() -> T:
-                with self.model_lock:
+                self._count_waiting(1)
+                try:
+                    self.model_lock.acquire()
+                finally:
+                    self._count_waiting(-1)
+                try:
                     return fn(*args)
+                finally:
+                    self.model_lock.release()
 
             call: Callable[[], T] = locked
         else:
@@ -141,6 +153,10 @@ class Service:
             raise Problem(
                 "timeout", f"no answer within {timeout:g} s; the service may be overloaded"
             ) from None
+
+    def _count_waiting(self, delta: int) -> None:
+        with self._waiting_lock:
+            self.model_waiting += delta
 
     def close(self) -> None:
         self.store.close()
