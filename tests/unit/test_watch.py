@@ -4,18 +4,18 @@ ends ``unknown``, which tracks are shown, and the events file's run header."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 from test_quality import BIG, IMAGE, TINY, FakeDetector, FakeEmbedder
 
-from faceprint.cli.video import run_header
 from faceprint.gallery.gallery import Gallery
 from faceprint.gallery.sqlite import SqliteStore
 from faceprint.recognizer import Recognizer
 from faceprint.types import UNKNOWN
-from faceprint.video.stream import StreamRecognizer
+from faceprint.video.stream import StreamRecognizer, run_header
 
 
 def _run(tmp_path: Path, faces: list, frames: int, **kw: object) -> dict:
@@ -66,3 +66,40 @@ def test_the_run_header_names_source_models_and_start_masking_passwords() -> Non
     assert h["detector"] == "fake" and h["embedder"] == "fake" and h["gallery"] is None
     assert h["model"] == "fake@1+00000000"
     assert datetime.fromisoformat(h["started"]).tzinfo is not None
+
+
+class _CountingLock:
+    """A lock that counts how often it was taken (recognize_stream's ``lock``)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.taken = 0
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self.taken += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_a_stream_ends_at_max_frames_or_on_stop_taking_its_lock_per_frame() -> None:
+    from faceprint.video import open_source, recognize_stream
+
+    rec = Recognizer(detector=FakeDetector([BIG]), embedder=FakeEmbedder())  # type: ignore[arg-type]
+    frames = (IMAGE.copy() for _ in range(50))
+    lock = _CountingLock()
+    src = open_source(frames, live=False)
+    results = list(recognize_stream(rec, None, src, max_frames=5, lock=lock, cuts=False))
+    assert [r.index for r in results if r.image is not None] == [0, 1, 2, 3, 4]
+    assert lock.taken == 5 and not lock.lock.locked()
+    assert [e["event"] for e in results[-1].events] == ["track_ended"]  # live tracks end
+
+    stop = threading.Event()
+    seen = 0
+    for r in recognize_stream(rec, None, open_source((IMAGE.copy() for _ in range(50)), live=False),
+                              stop=stop, cuts=False):  # fmt: skip
+        seen += r.image is not None
+        if seen == 3:
+            stop.set()  # another thread would do this: the stream stops before the next frame
+    assert seen == 3 and r.image is None and r.events[-1]["event"] == "track_ended"

@@ -3,7 +3,8 @@
 Writes, as asked: an annotated video (``--out``: box, name or ``unknown``, similarity and
 track id on every detected face), events as JSON lines flushed as they happen (``--events``,
 so a consumer can ``tail -f`` them; appended, and each run starts with a ``run_started``
-line naming the source, models and start time, so runs in one file stay separable), and a
+line naming the source, models and start time, so runs in one file stay separable; the
+events are :mod:`faceprint.video.stream`'s, the same the service streams), and a
 window (``--show``, where OpenCV has a GUI and a display exists). A progress bar on stderr
 for files; a summary per track at the end, saying why a track stayed ``unknown``.
 """
@@ -67,25 +68,6 @@ def annotate(result: Any) -> Any:
     return draw_faces(result.image, [r.face for r in shown], labels)
 
 
-def run_header(src: Any, rec: Any, gallery: Any) -> dict[str, Any]:
-    """The first events line of a run: what was watched, with which detector and embedder
-    (and the model id of its vectors), from when (ISO 8601, UTC). Passwords in URLs are
-    masked."""
-    from datetime import UTC, datetime
-
-    from ..config import mask_url
-
-    return {
-        "event": "run_started",
-        "source": mask_url(src.description),
-        "detector": rec.detector_name,
-        "embedder": rec.embedder_name,
-        "model": rec.model_id,  # the id of the vectors compared, flip included
-        "gallery": None if gallery is None else mask_url(str(gallery.store.location)),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-
-
 def watch(
     source: Annotated[str, typer.Argument(help="video file, camera index (0) or rtsp:// / http:// URL")],
     gallery: GalleryOpt = None,
@@ -112,6 +94,9 @@ def watch(
         float | None,
         typer.Option(help="process at most this many frames per second", callback=common.check_positive),
     ] = None,
+    max_frames: Annotated[
+        int | None, typer.Option(min=1, help="stop after this many processed frames (default: all)")
+    ] = None,
     threshold: Annotated[
         float | None,
         typer.Option(
@@ -126,9 +111,8 @@ def watch(
     min_quality: common.MinQualityOpt = MIN_QUALITY,
 ) -> None:
     """Track faces and name each track (or 'unknown') by voting over its frames."""
-    from ..recognizer import Recognizer
     from ..video.sources import open_source
-    from ..video.stream import recognize_stream
+    from ..video.stream import recognize_stream, run_header, tracking_recognizer
     from ..video.tracking import Tracker
 
     if show and not _can_show():
@@ -141,12 +125,7 @@ def watch(
         if path is not None:
             common.make_dirs(path.parent)
     src_arg: str | int = int(source) if source.isdigit() else source
-    from ..recognizer import default_detector_name
-
-    # ByteTrack's second stage keeps a track alive through weak detections (0.3-0.6): let
-    # YuNet report them (tracks still start only from confident ones).
-    det_opts = {"score_threshold": 0.3} if (detector or default_detector_name()) == "yunet" else None
-    rec = Recognizer(detector=detector, embedder=embedder, detector_options=det_opts)
+    rec = tracking_recognizer(detector, embedder)
     g = None
     if not no_gallery:
         from ..gallery import open_gallery
@@ -175,7 +154,7 @@ def watch(
         with common.progress_bar("watching", total, bool(total) and not show) as advance:
             for res in recognize_stream(
                 rec, g, src, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
-                min_frames=min_frames, tracker=Tracker(max_age=max_age), gate=gate,
+                min_frames=min_frames, tracker=Tracker(max_age=max_age), gate=gate, max_frames=max_frames,
             ):  # fmt: skip
                 if res.image is not None:
                     frames += 1

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -27,6 +28,7 @@ from .config import ServiceConfig
 from .engine import Service
 from .limits import BodyLimit, InFlight
 from .problems import PREFIX, TYPES, Problem, from_error, internal
+from .streams import StreamHub
 
 _STATUS_SLUGS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}
 
@@ -122,12 +124,17 @@ def create_app(config: ServiceConfig | None = None, service: Service | None = No
     """The service for ``config`` (or around a ready ``service``). Models start loading in
     a background thread when the app starts (``/v1/ready`` says when they are in)."""
     svc = service if service is not None else Service(config or ServiceConfig())
+    streams = StreamHub(svc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not svc.loaded.is_set():
             threading.Thread(target=svc.load_models, name="faceprint-load", daemon=True).start()
+        restore_signals = streams.stop_on_signals()
         yield
+        restore_signals()
+        # streams first: their threads use the gallery and the models
+        await anyio.to_thread.run_sync(streams.close)
         if service is None:
             svc.close()
 
@@ -147,11 +154,13 @@ def create_app(config: ServiceConfig | None = None, service: Service | None = No
         openapi_url="/openapi.json",
     )
     app.state.service = svc
+    app.state.streams = streams
     _install_errors(app)
 
     from .routes import admin, people, recognition, system
+    from .routes import streams as stream_routes
 
-    for module in (system, recognition, people, admin):
+    for module in (system, recognition, people, admin, stream_routes):
         app.include_router(module.router)
     _install_page(app)
 

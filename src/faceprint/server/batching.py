@@ -108,7 +108,7 @@ class IdentifyBatcher:
     def _run(self, batch: list[_Job]) -> list[Identification]:
         top_k, threshold, max_faces = batch[0].options
         images = [im for j in batch for im in j.images]
-        with self.service.model_lock:
+        with self.service.model_turn():
             gallery = self.service.gallery
             whole = gallery.identify(images, top_k=top_k, threshold=threshold, max_faces=max_faces)
         out, i = [], 0

@@ -7,7 +7,9 @@ embedding) runs in a worker thread under one lock: one process uses its cores th
 onnxruntime's own threads, and concurrent calls would only fight over them (YuNet's
 OpenCV detector is not safe to share between threads at all). Requests beyond
 ``max_in_flight`` are refused by :class:`~.limits.InFlight`; one that waits longer than
-``timeout_s`` for its answer gets 504 (:meth:`Service.run`).
+``timeout_s`` for its answer gets 504 (:meth:`Service.run`). Background work on the same
+models (streams, :mod:`.streams`) takes the lock one frame at a time and lets requests
+waiting for it (:attr:`Service.model_waiting`) go first.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -60,6 +63,9 @@ class Service:
         self.load_error: str | None = None
         self.model_lock = threading.Lock()
         self.batcher = IdentifyBatcher(self, max_images=config.limits.max_images)
+        #: requests now waiting for :attr:`model_lock`: background work lets them go first
+        self.model_waiting = 0
+        self._waiting_lock = threading.Lock()
         #: strings never to show a client (:func:`~.problems.scrub`)
         self.secrets = tuple(
             str(s)
@@ -129,7 +135,7 @@ class Service:
             _ = self.recognizer  # 503 at once while loading, not after the timeout
 
             def locked() -> T:
-                with self.model_lock:
+                with self.model_turn():
                     return fn(*args)
 
             call: Callable[[], T] = locked
@@ -162,6 +168,22 @@ class Service:
             raise Problem(
                 "timeout", f"no answer within {timeout:g} s; the service may be overloaded"
             ) from None
+
+    @contextmanager
+    def model_turn(self) -> Iterator[None]:
+        """Hold the model lock for one request's work, counted in :attr:`model_waiting`
+        while waiting, so background work (streams) lets it go first."""
+        with self._waiting_lock:
+            self.model_waiting += 1
+        try:
+            self.model_lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self.model_waiting -= 1
+        try:
+            yield
+        finally:
+            self.model_lock.release()
 
     def close(self) -> None:
         self.batcher.close()

@@ -1,8 +1,10 @@
 """Video and camera streams: read frames (:mod:`.sources`), track faces across frames
 (:mod:`.tracking`), and recognise each track by voting over its frames (:mod:`.stream`).
 
-``faceprint.video.recognize_stream(recognizer, gallery, source, ...)`` is the entry point;
-the names below load their module on first use, so importing the package costs nothing.
+``faceprint.video.recognize_stream(recognizer, gallery, source, ...)`` is the entry point
+(``run_header`` gives a run's first event, ``tracking_recognizer`` a recognizer whose
+detector is set up for tracking); the names below load their module on first use, so
+importing the package costs nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ __all__ = [
     "Tracker",
     "open_source",
     "recognize_stream",
+    "run_header",
+    "tracking_recognizer",
 ]
 
 _WHERE = {
@@ -28,11 +32,20 @@ _WHERE = {
     "StreamRecognizer": "stream",
     "TrackRecognition": "stream",
     "recognize_stream": "stream",
+    "run_header": "stream",
+    "tracking_recognizer": "stream",
 }
 
 if TYPE_CHECKING:
     from .sources import Frame, open_source
-    from .stream import FrameResult, StreamRecognizer, TrackRecognition, recognize_stream
+    from .stream import (
+        FrameResult,
+        StreamRecognizer,
+        TrackRecognition,
+        recognize_stream,
+        run_header,
+        tracking_recognizer,
+    )
     from .tracking import Tracker
 
 

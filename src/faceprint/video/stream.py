@@ -45,15 +45,21 @@ inherit the track (and the votes) of whoever stood there before. With ``cuts=Tru
 default) every frame is compared with the previous one (:func:`.tracking.shot_changed`)
 and a cut ends every track.
 
+**A run's events** (``faceprint watch --events`` and the service's ``/v1/streams/{id}/events``
+carry the same ones, built here): first :func:`run_header` (``run_started``: the source,
+the models, the start time), then every frame's events in order.
+
 Memory is constant on endless streams: a track keeps a bounded number of embeddings and
 nothing is kept once it ends.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +72,7 @@ from .sources import Frame, FrameSource, open_source
 from .tracking import Track, Tracker, shot_changed
 
 if TYPE_CHECKING:
+    from ..embedding import Embedder
     from ..gallery.gallery import Gallery
     from ..recognizer import Recognizer
 
@@ -73,6 +80,49 @@ if TYPE_CHECKING:
 BETTER = 1.25
 #: Embeddings a track keeps for its vote (the most recent; bounds memory).
 MAX_EMBEDDINGS = 16
+#: Detector options for tracking, per detector name. ByteTrack's second stage keeps a track
+#: alive through weak detections (scores 0.3-0.6): let YuNet report them (tracks still
+#: start only from confident ones).
+TRACKING_DETECTOR_OPTIONS: dict[str, dict[str, Any]] = {"yunet": {"score_threshold": 0.3}}
+
+
+def tracking_recognizer(
+    detector: str | None = None,
+    embedder: str | Embedder | None = None,
+    *,
+    flip: bool = False,
+    threads: int | None = None,
+) -> Recognizer:
+    """The recognizer a stream runs with: ``detector`` (a registry name; ``None``: the
+    default) configured for tracking (:data:`TRACKING_DETECTOR_OPTIONS`), and ``embedder``
+    (a name, or a loaded embedder to share: the service hands its own, so a stream costs
+    one small detector, not a second copy of the network, and makes the same vectors)."""
+    from ..recognizer import Recognizer, default_detector_name
+
+    name = detector or default_detector_name()
+    return Recognizer(
+        detector=name, embedder=embedder, flip=flip, threads=threads,
+        detector_options=TRACKING_DETECTOR_OPTIONS.get(name),
+    )  # fmt: skip
+
+
+def run_header(source: Any, recognizer: Recognizer, gallery: Gallery | None) -> dict[str, Any]:
+    """The first event of a run (``run_started``): what was watched (``source.description``),
+    with which detector and embedder (and the model id of its vectors), from when (ISO 8601,
+    UTC). Passwords in URLs are masked."""
+    from datetime import UTC, datetime
+
+    from ..config import mask_url
+
+    return {
+        "event": "run_started",
+        "source": mask_url(source.description),
+        "detector": recognizer.detector_name,
+        "embedder": recognizer.embedder_name,
+        "model": recognizer.model_id,  # the id of the vectors compared, flip included
+        "gallery": None if gallery is None else mask_url(str(gallery.store.location)),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,9 +397,19 @@ def recognize_stream(
     tracker: Tracker | None = None,
     cuts: bool = True,
     gate: QualityGate = DEFAULT_GATE,
+    max_frames: int | None = None,
+    stop: threading.Event | None = None,
+    lock: AbstractContextManager[Any] | None = None,
 ) -> Iterator[FrameResult]:
     """Recognise faces in ``source`` per track (module doc); a generator of
     :class:`FrameResult`, one per processed frame, in constant memory.
+
+    The stream ends at the source's end, after ``max_frames`` frames, or when ``stop`` is
+    set (checked before each frame; another thread sets it): in each case every live track
+    ends with its ``track_ended`` event. ``lock`` (a context manager) is held around each
+    frame's detection, embedding and vote, never while a frame is read, and entered once per
+    frame, so it must be reusable (a ``threading.Lock``, say): a service whose requests
+    share these models takes turns with them frame by frame.
 
     ``source`` is anything :func:`.sources.open_source` takes (a file path, a camera
     index, an RTSP/HTTP URL, an iterable of RGB frames) or an open
@@ -367,11 +427,22 @@ def recognize_stream(
         recognizer, gallery, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
         min_frames=min_frames, tracker=tracker, cuts=cuts, gate=gate,
     )  # fmt: skip
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames: expected None or at least 1, got {max_frames}")
+    turn: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
     last: Frame | None = None
+    done = 0
     try:
         for frame in src:
+            if stop is not None and stop.is_set():
+                break
             last = frame
-            yield sr.process(frame.image, frame.index, frame.timestamp, src.dropped)
+            with turn:
+                res = sr.process(frame.image, frame.index, frame.timestamp, src.dropped)
+            yield res
+            done += 1
+            if max_frames is not None and done >= max_frames:
+                break
         idx = last.index if last is not None else 0
         ts = last.timestamp if last is not None else time.time()
         ended = sr.finish(idx, ts)
