@@ -162,6 +162,11 @@ def serve(
     for src in stream or ():
         if not src.strip():
             raise common.usage("--stream: an empty source")
+    if stream and workers > 1:
+        raise common.usage(
+            "--stream needs --workers 1: a stream lives in the process that started it, and another "
+            "worker could not list, follow or stop it"
+        )
     limits = Limits(
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         max_images=max_images,
