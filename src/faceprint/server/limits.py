@@ -112,18 +112,35 @@ class InFlight:
 
 
 class RateLimiter:
-    """A token bucket per key: ``burst`` requests at once, refilled at ``rate`` per second."""
+    """A token bucket per key: ``burst`` requests at once, refilled at ``rate`` per second.
+
+    Buckets are keyed by the key id a request *claims* (it is spent before the key is
+    verified), so anyone can make new ones: buckets that have refilled (the same as no
+    bucket) are dropped whenever the table has doubled since the last pruning, which
+    bounds it by the ids seen within one refill time (``burst / rate`` seconds)."""
+
+    #: Buckets held before the first pruning.
+    PRUNE_AT = 10_000
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = float(rate)
         self.burst = float(burst)
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
         self._lock = threading.Lock()
+        self._prune_at = self.PRUNE_AT
+
+    def _prune(self, now: float) -> None:
+        self._buckets = {
+            k: (t, at) for k, (t, at) in self._buckets.items() if t + (now - at) * self.rate < self.burst
+        }
+        self._prune_at = max(self.PRUNE_AT, 2 * len(self._buckets))
 
     def take(self, key: str) -> None:
         """Spend one token of ``key``'s bucket, or raise a 429 problem saying when to retry."""
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) >= self._prune_at:
+                self._prune(now)
             tokens, at = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - at) * self.rate)
             if tokens < 1.0:
