@@ -18,6 +18,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,17 +40,19 @@ async def send_problem(send: Send, problem: Problem) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` (module doc)."""
+    """Refuse request bodies over ``max_bytes`` (module doc); ``per_path`` gives other
+    limits to exact paths (a calibration archive is larger than any image upload)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
         too_large = Problem("too-large", f"the request body is over the limit of {limit} bytes")
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
