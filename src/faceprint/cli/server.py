@@ -134,6 +134,9 @@ def serve(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="seconds a request may take; longer gets 504")
     ] = 30.0,
+    calibrate_timeout: Annotated[
+        float, typer.Option(min=1.0, help="seconds POST /v1/calibrate may take (it embeds a whole archive)")
+    ] = 1800.0,
 ) -> None:
     """Serve the REST API (/v1, docs at /docs) and the web page (/) with uvicorn."""
     try:
@@ -175,6 +178,7 @@ def serve(
         burst=burst,
         max_in_flight=max_in_flight,
         timeout_s=timeout,
+        calibrate_timeout_s=calibrate_timeout,
     )
     config = ServiceConfig(
         gallery=gallery,

@@ -157,17 +157,22 @@ def create_app(config: ServiceConfig | None = None, service: Service | None = No
     app.state.streams = streams
     _install_errors(app)
 
-    from .routes import admin, people, recognition, system
+    from .routes import admin, calibration, people, recognition, system
     from .routes import streams as stream_routes
 
-    for module in (system, recognition, people, admin, stream_routes):
+    for module in (system, recognition, people, admin, calibration, stream_routes):
         app.include_router(module.router)
     _install_page(app)
 
     # added last = outermost: the body limit runs before anything reads the body
     app.add_middleware(InFlight, max_in_flight=svc.config.limits.max_in_flight)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit, max_bytes=svc.config.limits.max_body_bytes)
+    lim = svc.config.limits
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=lim.max_body_bytes,
+        per_path={"/v1/calibrate": max(lim.max_body_bytes, lim.max_zip_bytes)},
+    )
     return app
 
 

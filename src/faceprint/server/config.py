@@ -34,7 +34,11 @@ class Limits:
     ``Retry-After`` when empty). ``max_in_flight``: requests being served at once by this
     process; one more is answered 503 with ``Retry-After`` at once. ``timeout_s``: the
     longest one request may wait for its answer (504). ``max_zip_bytes`` and
-    ``max_zip_files``: what a calibration zip may unpack to."""
+    ``max_zip_files``: what a calibration zip may unpack to (``max_zip_bytes`` also caps
+    the body of ``POST /v1/calibrate``, whose archive is not held to
+    ``max_body_bytes``). ``calibrate_timeout_s``: the longest a calibration may take
+    (it embeds every image of the archive: minutes for thousands of images, during
+    which recognition requests wait for the models)."""
 
     max_body_bytes: int = 10 * 1024 * 1024
     max_images: int = 16
@@ -46,6 +50,7 @@ class Limits:
     timeout_s: float = 30.0
     max_zip_bytes: int = 512 * 1024 * 1024
     max_zip_files: int = 20_000
+    calibrate_timeout_s: float = 1800.0
 
     def check(self) -> Limits:
         for f in fields(self):

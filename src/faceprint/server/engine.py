@@ -127,10 +127,13 @@ class Service:
         return self._recognizer
 
     # -- running blocking work --------------------------------------------------------
-    async def run(self, fn: Callable[..., T], *args: Any, models: bool = True) -> T:
+    async def run(
+        self, fn: Callable[..., T], *args: Any, models: bool = True, timeout: float | None = None
+    ) -> T:
         """``fn(*args)`` in a worker thread, under the model lock when ``models``; a 504
-        problem when the answer takes longer than ``timeout_s`` (the thread then finishes
-        its work and its result is dropped)."""
+        problem when the answer takes longer than ``timeout`` seconds (default: the
+        limits' ``timeout_s``; the thread then finishes its work and its result is
+        dropped)."""
         if models:
             _ = self.recognizer  # 503 at once while loading, not after the timeout
 
@@ -144,7 +147,8 @@ class Service:
             def call() -> T:
                 return fn(*args)
 
-        timeout = self.config.limits.timeout_s
+        if timeout is None:
+            timeout = self.config.limits.timeout_s
         try:
             with anyio.fail_after(timeout):
                 return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)

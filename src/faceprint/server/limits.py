@@ -18,6 +18,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,17 +40,19 @@ async def send_problem(send: Send, problem: Problem) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` (module doc)."""
+    """Refuse request bodies over ``max_bytes`` (module doc); ``per_path`` gives other
+    limits to exact paths (a calibration archive is larger than any image upload)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
         too_large = Problem("too-large", f"the request body is over the limit of {limit} bytes")
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -112,18 +115,35 @@ class InFlight:
 
 
 class RateLimiter:
-    """A token bucket per key: ``burst`` requests at once, refilled at ``rate`` per second."""
+    """A token bucket per key: ``burst`` requests at once, refilled at ``rate`` per second.
+
+    Buckets are keyed by the key id a request *claims* (it is spent before the key is
+    verified), so anyone can make new ones: buckets that have refilled (the same as no
+    bucket) are dropped whenever the table has doubled since the last pruning, which
+    bounds it by the ids seen within one refill time (``burst / rate`` seconds)."""
+
+    #: Buckets held before the first pruning.
+    PRUNE_AT = 10_000
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = float(rate)
         self.burst = float(burst)
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
         self._lock = threading.Lock()
+        self._prune_at = self.PRUNE_AT
+
+    def _prune(self, now: float) -> None:
+        self._buckets = {
+            k: (t, at) for k, (t, at) in self._buckets.items() if t + (now - at) * self.rate < self.burst
+        }
+        self._prune_at = max(self.PRUNE_AT, 2 * len(self._buckets))
 
     def take(self, key: str) -> None:
         """Spend one token of ``key``'s bucket, or raise a 429 problem saying when to retry."""
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) >= self._prune_at:
+                self._prune(now)
             tokens, at = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - at) * self.rate)
             if tokens < 1.0:

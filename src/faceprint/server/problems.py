@@ -47,6 +47,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "too-many-images": (413, "Too many images in one request"),
     "not-an-image": (415, "The upload is not an image"),
     "invalid-field": (422, "A field is missing or invalid"),
+    "bad-archive": (422, "The archive is refused"),
     "rate-limited": (429, "Too many requests for this key"),
     "internal": (500, "Internal error"),
     "source-unavailable": (502, "The stream's source cannot be read"),

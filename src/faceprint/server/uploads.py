@@ -47,14 +47,20 @@ async def read_form(request: Request, limits: Limits) -> FormData:
     if not ctype.startswith("multipart/form-data"):
         raise Problem(
             "not-an-image",
-            f"send images as multipart/form-data file fields, not {ctype.split(';')[0] or 'no content type'}",
+            f"send images as multipart/form-data file fields, not {ctype.split(';')[0] or 'no content type'} "
+            "(the service never fetches URLs or reads paths)",
         )
     try:
         return await request.form(max_files=limits.max_images * 2 + 2, max_fields=64, max_part_size=64 * 1024)
     except Problem:
         raise
     except Exception as exc:  # malformed multipart, too many parts
-        raise Problem("bad-request", f"the multipart body cannot be read: {exc}") from None
+        detail = str(getattr(exc, "detail", exc))
+        if "Too many files" in detail:  # Starlette's own cap, past the per-field check of files()
+            raise Problem(
+                "too-many-images", f"more than {limits.max_images} images in one request; that is the limit"
+            ) from None
+        raise Problem("bad-request", f"the multipart body cannot be read: {detail}") from None
 
 
 async def files(form: FormData, field: str, limits: Limits, required: bool = True) -> list[Upload]:
