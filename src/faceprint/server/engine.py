@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,6 +173,20 @@ class Service:
             raise Problem(
                 "timeout", f"no answer within {timeout:g} s; the service may be overloaded"
             ) from None
+
+    def yield_models(self, max_wait_s: float = 0.5) -> None:
+        """Called between two steps by long work that holds the model lock (a calibration):
+        when requests wait for the models, release the lock until they have taken it (at
+        most ``max_wait_s``), then wait for it again, so recognition goes on meanwhile."""
+        if self.model_waiting <= 0:
+            return
+        self.model_lock.release()
+        try:
+            deadline = time.monotonic() + max_wait_s
+            while self.model_waiting > 0 and time.monotonic() < deadline:
+                time.sleep(0.002)
+        finally:
+            self.model_lock.acquire()
 
     @contextmanager
     def model_turn(self) -> Iterator[None]:

@@ -13,7 +13,8 @@ models=True)``); that thread owns the temporary directory, so it is removed when
 thread ends, even after the request stopped waiting for it. Embedding a whole archive
 takes long (about 25 ms an image here; minutes for thousands), so it has its own timeout
 (``Limits.calibrate_timeout_s``, default 30 minutes, not the per-request ``timeout_s``),
-and while it runs recognition requests wait for the models (and may time out). A
+and between two images it lets waiting recognition requests use the models first
+(:meth:`~faceprint.server.engine.Service.yield_models`). A
 calibration that times out (504) stores nothing: the thread stops at its next image, and
 the record is stored only after it returns. Too few people or images for a measurable
 rate is 422 before any image is embedded.
@@ -133,6 +134,7 @@ async def calibrate(request: Request) -> dict[str, Any]:
         def progress(_: int) -> None:
             if stopped.is_set():  # the request gave up (504): free the models now
                 raise Stopped
+            svc.yield_models()  # recognition requests go on between two images
 
         def work() -> tuple[Unpacked, dict[str, Any]]:
             # This thread owns the temporary folder: it is removed when the thread is
