@@ -442,3 +442,20 @@ def test_missing_psycopg_names_the_extra() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "pip install 'faceprint[postgres]'" in out.stdout, out.stderr
     assert issubclass(MissingExtraError, ImportError)
+
+
+def test_server_restarted_between_two_quick_calls_costs_no_error() -> None:
+    """A restart that takes less than PING_AFTER_S between two calls (a busy service never
+    idles that long): the server's goodbye on the idle socket makes the store reconnect
+    first, so the next call succeeds instead of failing on the dead session."""
+    with throwaway_server() as server:
+        store = PostgresStore(server.create_database())
+        store.add_faces("Ann", [face(unit(1)[0], "a")])
+        for _ in range(2):
+            t0 = time.monotonic()
+            server.stop("fast")
+            server.start()
+            assert [p.name for p in store.people()] == ["Ann"], time.monotonic() - t0
+        added, _ = store.add_faces("Bob", [face(unit(1, seed=3)[0], "b")])
+        assert len(added) == 1 and store.count_people() == 2
+        store.close()

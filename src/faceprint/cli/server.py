@@ -103,6 +103,25 @@ def keys_revoke(
     common.err.print(f"revoked key {info.key_id} ({info.name})", highlight=False)
 
 
+def _check_address(host: str, port: int) -> None:
+    """Fail with one line now when ``host:port`` cannot be listened on (in use, not an
+    address of this machine, a privileged port), as uvicorn would bind it; uvicorn itself
+    would log its own ``ERROR:`` line and exit 3 after the models started loading."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            why += ": another process listens there (another faceprint serve?); pick another --port"
+        raise common.fail(f"cannot listen on {host}:{port}: {why}") from None
+
+
 def serve(
     host: Annotated[
         str, typer.Option(help="address to listen on; non-loopback needs an API key to exist")
@@ -195,9 +214,11 @@ def serve(
     from ..server.engine import Service
 
     Service(config).close()
+    _check_address(host, port)
     os.environ[CONFIG_ENV] = config.to_json()
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL is bracketed
     common.err.print(
-        f"faceprint serve: http://{host}:{port}/ (API docs at /docs), {'new ' if new else ''}gallery "
+        f"faceprint serve: http://{shown}:{port}/ (API docs at /docs), {'new ' if new else ''}gallery "
         f"{mask_url(where)}, "
         f"{n_keys} API key(s), {workers} worker(s)",
         highlight=False,

@@ -32,13 +32,17 @@ until ``VACUUM`` is the administrator's (README).
 **Connection failures.** One connection per store, opened on demand with a connect timeout of
 :data:`CONNECT_TIMEOUT_S`. A failure to connect, or a server that goes away mid-operation, raises
 :class:`~faceprint.errors.GalleryError` ("cannot reach PostgreSQL at ...") and drops the
-connection; the next call connects again. A connection idle for more than :data:`PING_AFTER_S`
-is checked first, so a server restarted between two calls costs no error. Error messages show the
-URL with its password masked.
+connection; the next call connects again. A connection is checked first (``SELECT 1``) when it
+has been idle for more than :data:`PING_AFTER_S`, or when the server has written to it while it
+was idle (a server that shuts down says so to every session, "terminating connection due to
+administrator command", before it closes them; a zero-timeout ``select`` on the socket sees it
+without a round trip). So a server restarted between two calls costs no error, however soon the
+second call comes. Error messages show the URL with its password masked.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -253,7 +257,7 @@ class PgConnection:
         if self._pinned is not None:
             return self._pinned
         conn = self._conn
-        if conn is not None and not conn.closed and time.monotonic() - self._last_used > PING_AFTER_S:
+        if conn is not None and not conn.closed and self._stale(conn):
             try:
                 conn.execute("SELECT 1")
             except self._psycopg.Error:
@@ -261,6 +265,18 @@ class PgConnection:
         if conn is None or conn.closed:
             self._conn = conn = self._connect()
         return conn
+
+    def _stale(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether the idle ``conn`` must be pinged before use (module doc): idle for longer
+        than :data:`PING_AFTER_S`, or readable (an idle session receives nothing unless the
+        server is ending it, or has closed it)."""
+        if time.monotonic() - self._last_used > PING_AFTER_S:
+            return True
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        except (OSError, ValueError, self._psycopg.Error):
+            return True
+        return bool(readable)
 
     def _run(self, what: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``fn`` on a live connection, turning every database failure into GalleryError."""

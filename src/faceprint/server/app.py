@@ -10,6 +10,7 @@ errors as 422 ``invalid-field``, anything unexpected as a 500 with a log id.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -29,6 +30,9 @@ from .engine import Service
 from .limits import BodyLimit, InFlight
 from .problems import PREFIX, TYPES, Problem, from_error, internal
 from .streams import StreamHub
+
+#: Seconds a stopping process waits for the models to finish loading (see ``lifespan``).
+LOAD_WAIT_AT_EXIT_S = 60.0
 
 _STATUS_SLUGS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}
 
@@ -128,11 +132,19 @@ def create_app(config: ServiceConfig | None = None, service: Service | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader: threading.Thread | None = None
         if not svc.loaded.is_set():
-            threading.Thread(target=svc.load_models, name="faceprint-load", daemon=True).start()
+            loader = threading.Thread(target=svc.load_models, name="faceprint-load", daemon=True)
+            loader.start()
         restore_signals = streams.stop_on_signals()
         yield
         restore_signals()
+        # A stop (Ctrl-C) while the models load waits for the loading to end: a process
+        # that exits while onnxruntime or OpenCV is still starting its threads is aborted
+        # by the C++ runtime ("terminate called without an active exception", SIGABRT).
+        deadline = time.monotonic() + LOAD_WAIT_AT_EXIT_S
+        while loader is not None and loader.is_alive() and time.monotonic() < deadline:
+            await anyio.sleep(0.05)
         # streams first: their threads use the gallery and the models
         await anyio.to_thread.run_sync(streams.close)
         if service is None:
