@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from faceprint.errors import InvalidArgumentError
-from faceprint.server.keys import KeyRing, allows
+from faceprint.server.keys import KeyRing, UnknownKeyError, allows
 from faceprint.server.limits import RateLimiter
 from faceprint.server.problems import Problem, scrub
 from faceprint.server.servicedb import ServiceDB, ServiceDBError
@@ -42,7 +42,7 @@ def test_revocation_takes_effect_in_another_process_view(tmp_path: Path) -> None
     assert server.verify(key) is not None  # now cached as verified in this "process"
     KeyRing(ServiceDB(path)).revoke(info.key_id)  # the CLI, with its own connection
     assert server.verify(key) is None
-    with pytest.raises(InvalidArgumentError, match="no live key"):
+    with pytest.raises(UnknownKeyError, match="no live key"):
         KeyRing(ServiceDB(path)).revoke("ops")
     assert [k.revoked_at is not None for k in server.list(include_revoked=True)] == [True]
 

@@ -85,7 +85,7 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     )
     assert len(every) == 2 and all(r["revoked_at"] for r in every)
     again = run_cli("keys", "revoke", "door camera", "--service-db", str(db), home=tmp_path)
-    one_error_line(again, 2, "no live key", "door camera")
+    one_error_line(again, 1, "no live key", "door camera")
 
     with closing(sqlite3.connect(db)) as conn:
         actions = [a for (a,) in conn.execute("SELECT action FROM audit ORDER BY seq")]

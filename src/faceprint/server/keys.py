@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidArgumentError
+from ..errors import FaceprintError, InvalidArgumentError
 from .servicedb import ServiceDB
 
 ROLES = ("read", "recognise", "enrol", "admin")
@@ -34,6 +34,10 @@ _KEY = re.compile(r"^fpk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 #: How often ``last_used_at`` is written for one key (seconds): per request would make
 #: every read a write.
 LAST_USED_EVERY_S = 60.0
+
+
+class UnknownKeyError(FaceprintError):
+    """No live key has that id or name (a revoked key is no longer live)."""
 
 
 def check_role(role: str) -> str:
@@ -115,7 +119,7 @@ class KeyRing:
         return [KeyInfo(*r) for r in rows]
 
     def revoke(self, key_id_or_name: str, actor: str = "cli") -> KeyInfo:
-        """Revoke the live key with that id or name; raises InvalidArgumentError when none."""
+        """Revoke the live key with that id or name; raises :class:`UnknownKeyError` when none."""
         from ..gallery.records import now_iso
 
         with self.db.transaction() as conn:
@@ -125,7 +129,7 @@ class KeyRing:
                 (key_id_or_name, key_id_or_name),
             ).fetchone()
             if row is None:
-                raise InvalidArgumentError(
+                raise UnknownKeyError(
                     f"no live key with id or name {key_id_or_name!r} (see faceprint keys list)"
                 )
             now = now_iso()
