@@ -155,9 +155,13 @@ export function showError(err, context = "") {
   }
 }
 
-/** Show a short note that something worked. */
+const INFO_MS = 10_000;
+
+/** Show a short note that something worked (it goes away by itself; errors stay). */
 export function showInfo(title, detail = "") {
-  return post("info", title, detail);
+  const msg = post("info", title, detail);
+  setTimeout(() => msg.remove(), INFO_MS);
+  return msg;
 }
 
 export function clearMessages() {

@@ -8,38 +8,43 @@ import { api, ApiError, guard, showError } from "./api.js";
 const MAX_EVENTS = 200;
 const $ = (id) => document.getElementById(id);
 
-/** Parse a text/event-stream body (a ReadableStream of bytes), calling `onEvent(name, data)`. */
+/**
+ * Parse a text/event-stream body (a ReadableStream of bytes), calling `onEvent(name, data)`
+ * for each event: its `data:` lines joined by newlines, dispatched at the blank line that
+ * ends it (an event cut off by the end of the stream is dropped, as the SSE spec says).
+ */
 export async function readEvents(body, onEvent) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let name = "";
   let data = [];
-  const dispatch = () => {
-    if (data.length) onEvent(name || "message", data.join("\n"));
-    name = "";
-    data = [];
+  const line = (text) => {
+    if (text === "") {
+      if (data.length) onEvent(name || "message", data.join("\n"));
+      name = "";
+      data = [];
+      return;
+    }
+    if (text.startsWith(":")) return; // a comment (keep-alive)
+    const colon = text.indexOf(":");
+    const field = colon < 0 ? text : text.slice(0, colon);
+    let value = colon < 0 ? "" : text.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") data.push(value);
+    else if (field === "event") name = value;
   };
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) break;
+    if (done) return;
     buffer += value;
-    let nl;
-    while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
-      const line = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + (buffer.startsWith("\r\n", nl) ? 2 : 1));
-      if (line === "") dispatch();
-      else if (line.startsWith(":")) continue;
-      else {
-        const colon = line.indexOf(":");
-        const field = colon < 0 ? line : line.slice(0, colon);
-        let val = colon < 0 ? "" : line.slice(colon + 1);
-        if (val.startsWith(" ")) val = val.slice(1);
-        if (field === "data") data.push(val);
-        else if (field === "event") name = val;
-      }
+    for (;;) {
+      const end = /\r\n|\r|\n/.exec(buffer);
+      if (!end) break;
+      if (end[0] === "\r" && end.index === buffer.length - 1) break; // maybe half a CRLF
+      line(buffer.slice(0, end.index));
+      buffer = buffer.slice(end.index + end[0].length);
     }
   }
-  dispatch();
 }
 
 function describe(ev) {
