@@ -180,14 +180,28 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """A fresh ``faceprint serve`` for one test, stopped after it."""
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``serve(*args)``: a fresh ``faceprint serve`` with extra command-line ``args``,
+    stopped after the test."""
     need(KNN)
-    srv = start_server(tmp_path / "service")
+    started: list[Server] = []
+
+    def start(*args: str) -> Server:
+        srv = start_server(tmp_path / f"service{len(started)}", *args)
+        started.append(srv)
+        return srv
+
     try:
-        yield srv
+        yield start
     finally:
-        stop_server(srv)
+        for srv in started:
+            stop_server(srv)
+
+
+@pytest.fixture
+def server(serve: Callable[..., Server]) -> Server:
+    """A fresh ``faceprint serve`` for one test."""
+    return serve()
 
 
 @dataclass

@@ -47,17 +47,19 @@ export async function readEvents(body, onEvent) {
   }
 }
 
+/** One event of `faceprint watch --events` in a few words. */
 function describe(ev) {
   const bits = [];
   if (ev.track_id !== undefined) bits.push(`track ${ev.track_id}`);
   if (ev.name !== undefined) bits.push(ev.name);
-  if (ev.label !== undefined && ev.name === undefined) bits.push(ev.label);
+  else if (ev.label !== undefined) bits.push(ev.label);
   if (typeof ev.similarity === "number") bits.push(ev.similarity.toFixed(2));
-  if (ev.source !== undefined) bits.push(ev.source);
+  if (ev.event === "run_started") bits.push(ev.source, `${ev.detector} + ${ev.embedder}`);
+  if (ev.event === "run_ended") bits.push(ev.state, `${ev.frames} frames`);
   if (typeof ev.timestamp === "number") bits.push(`at ${ev.timestamp.toFixed(1)} s`);
-  if (ev.error !== undefined) bits.push(String(ev.error));
+  if (ev.error) bits.push(String(ev.error));
   if (ev.detail !== undefined) bits.push(String(ev.detail));
-  return bits.join(" · ");
+  return bits.filter((b) => b !== undefined && b !== null && b !== "").join(" · ");
 }
 
 class Streams {
@@ -88,77 +90,86 @@ class Streams {
     $("streams-unavailable").hidden = this.available;
     $("streams-ui").hidden = !this.available;
     if (!answer) return;
-    const allowed = answer.allowed ?? answer.allow_list ?? answer.sources ?? [];
-    const select = $("stream-source");
-    const current = select.value;
-    select.replaceChildren(
-      ...allowed.map((s) => {
-        const o = document.createElement("option");
-        o.value = typeof s === "string" ? s : s.source;
-        o.textContent = o.value;
-        return o;
-      }),
-    );
-    if (allowed.length === 0) {
-      const o = document.createElement("option");
-      o.value = "";
-      o.textContent = "(the operator allowed no source)";
-      select.append(o);
-    }
-    if (current) select.value = current;
+    if (this.isAdmin) await this.loadSources();
     const list = $("streams-list");
     const streams = answer.streams ?? [];
     list.replaceChildren(...streams.map((s) => this.row(s)));
     if (!streams.length) {
       const li = document.createElement("li");
       li.className = "hint";
-      li.textContent = "No stream is running.";
+      li.textContent = "No stream yet.";
       list.append(li);
     }
+  }
+
+  async loadSources() {
+    const { sources } = await api("/v1/streams/sources");
+    const select = $("stream-source");
+    const current = select.value;
+    select.replaceChildren(
+      ...sources.map((s) => {
+        const o = document.createElement("option");
+        o.value = String(s);
+        o.textContent = String(s);
+        return o;
+      }),
+    );
+    if (!sources.length) {
+      const o = document.createElement("option");
+      o.value = "";
+      o.textContent = "(none: the operator allows sources with faceprint serve --stream)";
+      select.append(o);
+    }
+    if (current && sources.map(String).includes(current)) select.value = current;
   }
 
   row(stream) {
     const li = document.createElement("li");
     li.className = "person";
     li.dataset.id = stream.id;
+    li.dataset.state = stream.state;
     const main = document.createElement("div");
     main.className = "info";
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = stream.source ?? stream.id;
+    name.textContent = stream.source;
     const state = document.createElement("span");
     state.className = "count";
-    state.textContent = [stream.state ?? stream.status, stream.frames != null ? `${stream.frames} frames` : null]
-      .filter(Boolean)
-      .join(" · ");
+    const bits = [stream.state, `${stream.frames} frames`];
+    if (stream.dropped) bits.push(`${stream.dropped} dropped`);
+    if (stream.error) bits.push(stream.error);
+    state.textContent = bits.join(" · ");
     main.append(name, state);
     const actions = document.createElement("div");
     actions.className = "actions";
     const watch = document.createElement("button");
     watch.type = "button";
     watch.textContent = "Watch events";
-    watch.setAttribute("aria-label", `Watch events of ${name.textContent}`);
+    watch.setAttribute("aria-label", `Watch events of ${stream.source}`);
     watch.addEventListener("click", guard(() => this.watch(stream), "Events"));
-    const stop = document.createElement("button");
-    stop.type = "button";
-    stop.className = "danger";
-    stop.textContent = "Stop";
-    stop.setAttribute("aria-label", `Stop ${name.textContent}`);
-    stop.disabled = !this.isAdmin;
-    stop.addEventListener("click", guard(() => this.stop(stream), "Stop stream"));
-    actions.append(watch, stop);
+    actions.append(watch);
+    if (stream.state === "running") {
+      const stop = document.createElement("button");
+      stop.type = "button";
+      stop.className = "danger";
+      stop.textContent = "Stop";
+      stop.setAttribute("aria-label", `Stop ${stream.source}`);
+      stop.disabled = !this.isAdmin;
+      stop.addEventListener("click", guard(() => this.stop(stream), "Stop stream"));
+      actions.append(stop);
+    }
     li.append(main, actions);
     return li;
   }
 
-  async start(source) {
-    await api("/v1/streams", { method: "POST", json: { source } });
+  async start(source, realtime) {
+    const stream = await api("/v1/streams", { method: "POST", json: { source, realtime } });
     await this.load();
+    await this.watch(stream);
   }
 
   async stop(stream) {
     await api(`/v1/streams/${encodeURIComponent(stream.id)}`, { method: "DELETE" });
-    if (this.watching?.id === stream.id) this.unwatch();
     await this.load();
   }
 
@@ -166,14 +177,24 @@ class Streams {
     this.unwatch();
     const abort = new AbortController();
     this.watching = { id: stream.id, abort };
-    $("events-of").textContent = stream.source ?? stream.id;
+    $("events-of").textContent = stream.source;
     $("events-panel").hidden = false;
     const log = $("stream-events");
     log.replaceChildren();
+    const note = (text) => {
+      const li = document.createElement("li");
+      li.className = "hint";
+      li.textContent = text;
+      log.prepend(li);
+    };
     const res = await api(`/v1/streams/${encodeURIComponent(stream.id)}/events`, {
       raw: true,
       signal: abort.signal,
     });
+    if (res.status === 204 || !res.body) {
+      note("The stream has ended and every event of it was shown.");
+      return;
+    }
     try {
       await readEvents(res.body, (name, data) => {
         let ev;
@@ -192,21 +213,19 @@ class Streams {
         while (log.children.length > MAX_EVENTS) log.lastElementChild.remove();
       });
     } catch (err) {
-      if (err?.name !== "AbortError") showError(err, "Events");
+      if (err?.name === "AbortError") return;
+      throw err;
     }
     if (this.watching?.abort === abort) {
-      const li = document.createElement("li");
-      li.className = "hint";
-      li.textContent = "The event stream ended.";
-      log.prepend(li);
+      note("The event stream ended.");
       this.watching = null;
+      await this.load();
     }
   }
 
   unwatch() {
     if (this.watching) this.watching.abort.abort();
     this.watching = null;
-    $("events-panel").hidden = true;
   }
 }
 
@@ -217,7 +236,7 @@ export function setupStreams(session) {
     guard(async (ev) => {
       ev.preventDefault();
       const source = $("stream-source").value;
-      if (source) await streams.start(source);
+      if (source) await streams.start(source, $("stream-realtime").checked);
     }, "Start stream"),
   );
   $("streams-refresh").addEventListener("click", guard(() => streams.load(), "Streams"));
@@ -225,14 +244,14 @@ export function setupStreams(session) {
   return {
     enter: () => {
       streams.isAdmin = session.allows("admin");
-      return streams.load().catch((err) => {
-        showError(err, "Streams");
-      });
+      return streams.load();
     },
     leave: () => streams.unwatch(),
     reset: () => {
       streams.unwatch();
       streams.available = null;
+      $("events-panel").hidden = true;
+      $("stream-events").replaceChildren();
       $("streams-list").replaceChildren();
     },
   };
