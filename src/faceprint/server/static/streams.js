@@ -56,7 +56,11 @@ function describe(ev) {
   if (typeof ev.similarity === "number") bits.push(ev.similarity.toFixed(2));
   if (ev.event === "run_started") bits.push(ev.source, `${ev.detector} + ${ev.embedder}`);
   if (ev.event === "run_ended") bits.push(ev.state, `${ev.frames} frames`);
-  if (typeof ev.timestamp === "number") bits.push(`at ${ev.timestamp.toFixed(1)} s`);
+  if (typeof ev.timestamp === "number") {
+    // seconds into a file, or wall-clock seconds for a camera or a file played in real time
+    const t = ev.timestamp;
+    bits.push(t > 1e9 ? new Date(t * 1000).toLocaleTimeString() : `at ${t.toFixed(1)} s`);
+  }
   if (ev.error) bits.push(String(ev.error));
   if (ev.detail !== undefined) bits.push(String(ev.detail));
   return bits.filter((b) => b !== undefined && b !== null && b !== "").join(" · ");
