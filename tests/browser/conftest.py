@@ -116,8 +116,20 @@ class Server:
         assert status == 201, report
         return str(person["id"])
 
+    def create_key(self, role: str, name: str) -> str:
+        """A new key of ``role``, made by ``faceprint keys create`` in the server's database."""
+        return create_key(self.root, role, name)
+
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+def create_key(root: Path, role: str, name: str) -> str:
+    """``faceprint keys create`` in the service database under ``root``; answers the key."""
+    args = ["keys", "create", "--role", role, "--name", name, "--service-db", str(root / "service.sqlite")]
+    made = subprocess.run([*CLI, *args], env=_env(root), capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
 
 
 def start_server(root: Path, *extra: str) -> Server:
@@ -126,16 +138,7 @@ def start_server(root: Path, *extra: str) -> Server:
     (root / "reports").mkdir(exist_ok=True)
     env = _env(root)
     service_db = root / "service.sqlite"
-    create = ["keys", "create", "--role", "admin", "--name", "browser-test", "--service-db", str(service_db)]
-    made = subprocess.run(
-        [*CLI, *create],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert made.returncode == 0, made.stderr
-    key = made.stdout.strip()
+    key = create_key(root, "admin", "browser-test")
     log = root / "serve.log"
     for _ in range(3):  # another process may take the free port first
         port = _free_port()

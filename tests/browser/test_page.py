@@ -232,3 +232,27 @@ def test_event_stream_parser_in_the_browser(server: Server, pages: Pages) -> Non
             ["track_started", '{"event": "track_started",\n "track_id": 1}'],
             ["message", '{"event":"identified","name":"Zoë"}'],
         ], size
+
+
+def test_a_read_key_sees_people_but_cannot_change_or_identify(server: Server, pages: Pages) -> None:
+    server.enrol("obama", OBAMA)
+    key = server.create_key("read", "viewer")
+    page, _ = pages.open()
+    page.goto(server.url)
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator("#who-role").wait_for()
+    assert page.locator("#who-role").inner_text() == "read"
+    assert page.get_by_role("button", name="Identify", exact=True).is_disabled()
+    assert page.get_by_role("button", name="Start camera").is_disabled()
+    assert page.get_by_text("Your key's role may not identify").first.is_visible()
+    go(page, "People")
+    row = person_row(page, "obama")
+    row.wait_for()
+    assert row.get_by_role("button", name="Delete: obama").is_disabled()
+    assert page.get_by_role("button", name="Add person").is_disabled()
+    pages.shot(page, "read-key-people")
+    go(page, "Streams")
+    page.locator("#streams-unavailable:not([hidden]), #streams-ui:not([hidden])").wait_for()
+    go(page, "Evaluation")
+    page.locator("#reports-empty").wait_for()

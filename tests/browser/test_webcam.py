@@ -103,4 +103,16 @@ def test_webcam_names_lin_manuel_miranda_and_nobody_else(
     page.get_by_role("button", name="Stop camera").click()
     page.locator("#webcam-stage").wait_for(state="hidden")
     assert page.evaluate("document.getElementById('webcam-video').srcObject") is None
+    # a webcam snapshot enrols someone through the People section
+    go(page, "People")
+    page.get_by_label("Name", exact=True).fill("snapshot person")
+    page.get_by_role("button", name="Use the webcam").click()
+    page.get_by_role("button", name="Take snapshot").click()
+    page.locator("#snap-list li").wait_for()
+    page.get_by_role("button", name="Add person").click()
+    row = page.locator("#people-list li.person[data-name='snapshot person']")
+    row.wait_for()
+    assert "1 face" in row.inner_text()
+    assert page.locator("#snap-panel").is_hidden()  # the camera is closed after adding
+    pages.shot(page, "webcam-snapshot-enrolled")
     print(f"\nwebcam: {LIN} named {found_after:.1f} s after the camera started; seen: {counts!r}")

@@ -3,7 +3,7 @@
 // never go in a URL), so the events are read with fetch(): the text/event-stream body is
 // parsed here, `data:` lines joined per event.
 
-import { api, ApiError, guard, showError } from "./api.js";
+import { api, ApiError, guard } from "./api.js";
 
 const MAX_EVENTS = 200;
 const $ = (id) => document.getElementById(id);
