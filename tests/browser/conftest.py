@@ -307,3 +307,16 @@ def go(page: Any, section: str) -> None:
     """Open a section of the page through its tab."""
     page.get_by_role("navigation", name="Sections").get_by_role("link", name=section).click()
     page.locator(f"nav a[aria-current='page']:text-is('{section}')").wait_for()
+
+
+def wait(page: Any, locator: Any, timeout: float = 30_000, state: str = "visible") -> Any:
+    """``locator.wait_for``, failing with what the page's message area says (the service's
+    problem documents) rather than a bare timeout."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        locator.wait_for(timeout=timeout, state=state)
+    except PlaywrightTimeout:
+        said = page.locator("#messages").inner_text().strip() or "(no message on the page)"
+        pytest.fail(f"waited {timeout / 1000:.0f} s for {locator}; the page says:\n{said}", pytrace=False)
+    return locator

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.browser.conftest import KNN, Pages, Server, go, sign_in
+from tests.browser.conftest import KNN, Pages, Server, go, sign_in, wait
 from tests.conftest import need
 
 OBAMA = KNN / "obama" / "obama.jpg"
@@ -22,7 +22,7 @@ def identify(page: Any, photo: Path) -> Any:
     page.get_by_label("Photos to identify").set_input_files(str(photo))
     page.get_by_role("button", name="Identify", exact=True).click()
     faces = page.locator(f"#identify-results figure[data-image='{photo.name}'] li[data-label]")
-    faces.first.wait_for()
+    wait(page, faces.first)
     return faces
 
 
@@ -54,8 +54,7 @@ def test_enrol_identify_rename_delete_through_the_page(server: Server, pages: Pa
     page.get_by_label("Name", exact=True).fill("obama")
     page.get_by_label("Photos (one face each)").set_input_files(str(OBAMA))
     page.get_by_role("button", name="Add person").click()
-    row = person_row(page, "obama")
-    row.wait_for()
+    row = wait(page, person_row(page, "obama"))
     assert "1 face" in row.locator(".count").inner_text()
     assert "Added obama" in page.locator("#messages").inner_text()
     pages.shot(page, "02-people")

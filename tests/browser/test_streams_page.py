@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from tests.browser.conftest import VIDEO, Pages, Server, go, sign_in
+from tests.browser.conftest import VIDEO, Pages, Server, go, sign_in, wait
 from tests.conftest import need
 
 CLIP = VIDEO / "short_hamilton_clip.mp4"
@@ -34,10 +34,10 @@ def test_start_a_stream_and_watch_its_events_live(serve: Callable[..., Server], 
     page.get_by_role("button", name="Start", exact=True).click()
 
     events = page.locator("#stream-events")
-    events.locator("li[data-event='run_started']").wait_for()
-    events.locator(f"li[data-event='identified'][data-name='{LIN}']").wait_for(timeout=60_000)
+    wait(page, events.locator("li[data-event='run_started']"))
+    wait(page, events.locator(f"li[data-event='identified'][data-name='{LIN}']"), timeout=60_000)
     pages.shot(page, "streams-watching")
-    events.locator("li[data-event='run_ended']").wait_for(timeout=60_000)
+    wait(page, events.locator("li[data-event='run_ended']"), timeout=60_000)
     page.locator("#streams-list li[data-state='ended']").wait_for()
     assert "The event stream ended." in events.inner_text()
     pages.shot(page, "streams-ended")
