@@ -37,17 +37,29 @@ LOAD_WAIT_AT_EXIT_S = 60.0
 _STATUS_SLUGS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}
 
 #: The page loads nothing from elsewhere; the camera and uploaded photos are shown from
-#: ``blob:`` URLs; reports are shown in a sandboxed frame from a ``blob:`` URL.
+#: ``blob:`` URLs; reports are shown through the report viewer (:data:`REPORT_VIEWER`).
 _CSP = (
     "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
-    "frame-src blob:; connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "frame-src 'self'; connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+#: The page's report viewer: it gets a ``faceprint eval`` report's HTML from the page and
+#: shows it in a sandboxed ``blob:`` frame. A ``blob:`` document inherits the CSP of the
+#: document that made it, and these reports carry inline CSS and ``data:`` images, so the
+#: viewer (not the page, which keeps ``style-src 'self'``) allows inline styles; it may be
+#: framed by the page only, runs only its own script and fetches nothing.
+REPORT_VIEWER = "/static/report.html"
+_REPORT_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src data:; "
+    "frame-src blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 )
 
 
 class SecurityHeaders:
-    """Headers every answer carries: no sniffing, no framing, no referrer, the page's CSP,
-    and ``Cache-Control: no-store`` on the API (answers name people)."""
+    """Headers every answer carries: no sniffing, no framing (the report viewer: by the page
+    only), no referrer, the page's CSP (the viewer's own), and ``Cache-Control: no-store``
+    on the API (answers name people)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,8 +68,10 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        api = scope.get("path", "").startswith("/v1/")
-        docs = scope.get("path", "") in ("/docs", "/redoc")
+        path = scope.get("path", "")
+        api = path.startswith("/v1/")
+        docs = path in ("/docs", "/redoc")
+        viewer = path == REPORT_VIEWER
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -65,9 +79,11 @@ class SecurityHeaders:
                 headers += [
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"),
+                    (b"x-frame-options", b"SAMEORIGIN" if viewer else b"DENY"),
                 ]
-                if not docs:  # Swagger UI loads its own assets: it keeps FastAPI's defaults
+                if viewer:
+                    headers.append((b"content-security-policy", _REPORT_CSP.encode()))
+                elif not docs:  # Swagger UI loads its own assets: it keeps FastAPI's defaults
                     headers.append((b"content-security-policy", _CSP.encode()))
                 if api:
                     headers.append((b"cache-control", b"no-store"))
