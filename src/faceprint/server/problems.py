@@ -94,6 +94,7 @@ def scrub(message: str, secrets: Iterable[str] = ()) -> str:
     out = " ".join(message.split())
     for s in sorted({s for s in secrets if s}, key=len, reverse=True):
         out = out.replace(s, "<server path>")
+    out = out.replace("gallery <server path>: ", "")  # the library names its gallery; a client knows it
     return _ABS_PATH.sub("<path>", out)
 
 
