@@ -211,7 +211,7 @@ def _install_page(app: FastAPI) -> None:
         return
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(index), media_type="text/html; charset=utf-8")
 
