@@ -64,6 +64,8 @@ class PostgresStore(PgConnection):
 
     #: The server searches (HNSW, approximate): no index file is kept beside the data.
     index_path: Path | None = None
+    #: (generation, count) of the last :meth:`count_people`
+    _people_count: tuple[int, int] | None = None
 
     def _person_id(self, conn: psycopg.Connection[Any], name: str, action: str) -> int:
         row = conn.execute("SELECT id FROM faceprint.people WHERE name = %s", (name,)).fetchone()
@@ -155,9 +157,21 @@ class PostgresStore(PgConnection):
         return self._run(f"enrol {person!r}", tx)
 
     def count_people(self) -> int:
-        """The number of people with at least one face (see :class:`~.records.Store`)."""
-        sql = "SELECT count(DISTINCT person_id) FROM faceprint.faces"
-        return int(self._rows("count people", sql)[0][0])
+        """The number of people with at least one face (see :class:`~.records.Store`).
+        Every identify asks for it (the operating point); the count is kept with the
+        generation it was read at (one statement: one snapshot) and counted again only
+        when the generation has moved, since every write of faces moves it."""
+        gen = self.generation()
+        cached = self._people_count
+        if cached is not None and cached[0] == gen:
+            return cached[1]
+        sql = (
+            "SELECT (SELECT generation FROM faceprint.meta WHERE id = 1), "
+            "count(DISTINCT person_id) FROM faceprint.faces"
+        )
+        row = self._rows("count people", sql)[0]
+        self._people_count = (int(row[0] or 0), int(row[1]))
+        return self._people_count[1]
 
     def create_person(self, name: str, metadata: Mapping[str, Any] | None = None) -> Person:
         """Create ``name`` with no faces in one transaction (see :class:`~.records.Store`)."""

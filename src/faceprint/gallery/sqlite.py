@@ -60,6 +60,9 @@ class SqliteStore(SqliteFile):
         super().__init__(path, busy_timeout=busy_timeout)
         self.index_path: Path | None = self.path.with_name(self.path.name + ".index")
         self._search = LocalSearch(self, self.index_path)
+        #: (generation, count_people) of the last count: every identify asks for the
+        #: operating point, and counting 100k people costs tens of ms each time
+        self._people_count: tuple[int, int] | None = None
 
     # -- Store: reads -----------------------------------------------------------------
     def model(self) -> tuple[str, int] | None:
@@ -83,11 +86,19 @@ class SqliteStore(SqliteFile):
         return None if row is None else str(row[0])
 
     def count_people(self) -> int:
-        """The number of people with at least one face (see :class:`~.records.Store`)."""
+        """The number of people with at least one face (see :class:`~.records.Store`);
+        counted again only when the generation has moved (every change of faces moves it),
+        read in the same transaction as the count."""
         with self._read() as conn:
             if conn is None:
                 return 0
-            return int(conn.execute("SELECT count(DISTINCT person_id) FROM faces").fetchone()[0])
+            gen = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            cached = self._people_count
+            if cached is not None and cached[0] == gen:
+                return cached[1]
+            n = int(conn.execute("SELECT count(DISTINCT person_id) FROM faces").fetchone()[0])
+            self._people_count = (gen, n)
+            return n
 
     def people(self) -> list[Person]:
         with self._read() as conn:

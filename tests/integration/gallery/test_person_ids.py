@@ -193,3 +193,23 @@ def test_export_import_carries_people_without_faces(store_factory: StoreFactory,
     assert Gallery(target).import_(out) == (0, 2)  # again: nothing added, nobody doubled
     assert [(p.name, p.faces) for p in target.people()] == [("ada", 2), ("empty", 0)]
     assert target.person("empty")[0].id == new_id
+
+
+def test_the_people_count_follows_writes_of_another_store(
+    store_factory: StoreFactory, request: pytest.FixtureRequest
+) -> None:
+    """``count_people`` is remembered per generation (every identify asks for it): a write
+    through another handle of the same gallery (another process) must still show."""
+    from faceprint.gallery import open_store
+
+    a = store_factory()
+    b = open_store(str(a.location))  # a second handle on the same gallery
+    request.addfinalizer(b.close)
+    a.add_faces("ada", faces("ada", 2))
+    assert a.count_people() == 1 and a.count_people() == 1
+    b.add_faces("bob", faces("bob", 1))
+    assert a.count_people() == 2
+    b.add_faces("ada", faces("ada", 1))  # a new face, not a new person: the count stays right
+    assert a.count_people() == 2
+    b.remove_person("bob")
+    assert a.count_people() == 1 and b.count_people() == 1
