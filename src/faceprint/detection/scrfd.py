@@ -231,6 +231,7 @@ class ScrfdDetector:
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(0, int(threads))
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see dlib_onnx
         opts.log_severity_level = 3  # onnxruntime's own warnings would go to stderr unasked
         try:
             return ort.InferenceSession(str(path), sess_options=opts, providers=providers)

@@ -345,6 +345,9 @@ class DlibOnnxEmbedder:
         ort = _require("onnxruntime")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
+        # Idle pool threads sleep instead of spinning: between two requests a spinning pool
+        # burns the cores the service needs to parse and decode the next upload.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         chosen = list(providers) if providers else ["CPUExecutionProvider"]
         path = ensure_onnx(model_path, onnx_path)
