@@ -131,7 +131,18 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="processes, each with its own models")] = 1,
     detector: common.DetectorOpt = None,
     embedder: common.EmbedderOpt = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="threads per model (default: all cores)")] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            help="identify batches run at once per worker, each on its own model copy "
+            "(default: one per core, at most 4)",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="threads per model copy (default: cores / copies)")
+    ] = None,
     stream: Annotated[
         list[str] | None,
         typer.Option(
@@ -205,6 +216,7 @@ def serve(
         detector=detector,
         embedder=embedder,
         threads=threads,
+        parallel=parallel,
         streams=tuple(stream or ()),
         reports=None if reports is None else str(reports),
         limits=limits,

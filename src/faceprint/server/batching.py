@@ -1,12 +1,14 @@
-"""Identify requests that arrive together are served together.
+"""Identify requests that arrive together are served together, on every model copy.
 
-One thread takes every identify request waiting in the queue (up to ``max_images`` images
-in all), runs one :meth:`~faceprint.gallery.gallery.Gallery.identify` over all their
-images under the model lock, and hands each request its own images' results. Detection
-still runs image by image, but every face of the batch is embedded in one call and
-searched in one call: on a CPU the embedder costs about the same for four faces as for
-one, so under load each request pays for a share of a batch instead of a whole pass
-(design rule 5: never one face at a time where a batch is possible).
+One thread per model copy (:attr:`~.engine.Service.copies`, ``parallel`` in all) takes
+every identify request waiting in the shared queue (up to ``max_images`` images in all),
+runs one :meth:`~faceprint.gallery.gallery.Gallery.identify` over all their images on its
+copy, and hands each request its own images' results. The first thread uses the first
+copy under the model lock (it shares that copy with the other model routes and streams);
+each other thread owns its copy alone. Every face of a batch is embedded in one call and
+searched in one call (design rule 5: never one face at a time where a batch is
+possible), while detection, the largest cost, runs image by image: so under load the
+copies working side by side are what spreads a request's cost over the cores.
 
 Requests are grouped by their ``(top_k, threshold, max_faces)``: a batch never mixes
 options, so every answer is exactly what its request would get alone.
@@ -37,40 +39,55 @@ class _Job:
 
 
 class IdentifyBatcher:
-    """The batching thread of one service (module doc); started on first use."""
+    """The batching threads of one service (module doc); started on first use."""
 
     def __init__(self, service: Service, max_images: int = 16) -> None:
         self.service = service
         self.max_images = max_images
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
+        #: images identified by each slot's thread (slot 0: the shared first copy)
+        self.served: dict[int, int] = {}
 
     def submit(
         self, images: list[Image], top_k: int, threshold: float | None, max_faces: int | None
     ) -> Future[Identification]:
         """Queue one request; its future gets that request's :class:`Identification` (image
         labels ``image #1..n`` of its own images) or the exception its batch raised."""
-        self._ensure_thread()
+        self._ensure_threads()
         job = _Job(list(images), (top_k, threshold, max_faces))
         self._queue.put(job)
         return job.future
 
     def close(self) -> None:
-        if self._thread is not None:
+        for _ in self._threads:
             self._queue.put(None)
 
-    def _ensure_thread(self) -> None:
+    def _ensure_threads(self) -> None:
+        """One thread per model copy: slot 0 is the shared first copy, the others own theirs."""
         with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="faceprint-identify", daemon=True)
-                self._thread.start()
+            want = 1 + len(self.service.copies)
+            while len(self._threads) < want:
+                self._threads.append(self._start(len(self._threads)))
+            for i, t in enumerate(self._threads):
+                if not t.is_alive():
+                    self._threads[i] = self._start(i)
+
+    def _start(self, slot: int) -> threading.Thread:
+        t = threading.Thread(target=self._loop, args=(slot,), name=f"faceprint-identify-{slot}", daemon=True)
+        t.start()
+        return t
 
     def _take(self, first: _Job) -> tuple[list[_Job], list[_Job]]:
-        """``first`` and the waiting jobs with its options (up to ``max_images`` images), and
-        the waiting jobs with other options (served next)."""
+        """``first`` and the waiting jobs with its options (up to ``max_images`` images and
+        this thread's share of the jobs waiting), and the waiting jobs with other options
+        it met meanwhile (served next)."""
         batch, others, n = [first], [], len(first.images)
-        while True:
+        # With several copies, a thread takes its share of what waits, not all of it:
+        # batching saves little (detection is per image) while an idle copy saves a lot.
+        share = -(-(1 + self._queue.qsize()) // max(1, len(self._threads)))
+        while len(batch) < share:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
@@ -85,7 +102,7 @@ class IdentifyBatcher:
                 others.append(job)
         return batch, others
 
-    def _loop(self) -> None:
+    def _loop(self, slot: int) -> None:
         pending: list[_Job] = []
         while True:
             job = pending.pop(0) if pending else self._queue.get()
@@ -97,19 +114,24 @@ class IdentifyBatcher:
             if not batch:
                 continue
             try:
-                results = self._run(batch)
+                results = self._run(batch, slot)
             except BaseException as exc:  # every request of the batch gets the error
                 for j in batch:
                     j.future.set_exception(exc)
                 continue
+            self.served[slot] = self.served.get(slot, 0) + sum(len(j.images) for j in batch)
             for j, r in zip(batch, results, strict=True):
                 j.future.set_result(r)
 
-    def _run(self, batch: list[_Job]) -> list[Identification]:
+    def _run(self, batch: list[_Job], slot: int) -> list[Identification]:
         top_k, threshold, max_faces = batch[0].options
         images = [im for j in batch for im in j.images]
-        with self.service.model_turn():
-            gallery = self.service.gallery
+        if slot == 0 or slot > len(self.service.copies):  # (copies dropped by a new attach)
+            with self.service.model_turn():
+                gallery = self.service.gallery
+                whole = gallery.identify(images, top_k=top_k, threshold=threshold, max_faces=max_faces)
+        else:
+            gallery = self.service.copies[slot - 1]
             whole = gallery.identify(images, top_k=top_k, threshold=threshold, max_faces=max_faces)
         out, i = [], 0
         for j in batch:

@@ -2,14 +2,16 @@
 models, and the one way routes run blocking work.
 
 Models load in a background thread when the app starts, so ``/v1/health`` answers at
-once and ``/v1/ready`` says when recognition can be served. Model work (detection,
-embedding) runs in a worker thread under one lock: one process uses its cores through
-onnxruntime's own threads, and concurrent calls would only fight over them (YuNet's
-OpenCV detector is not safe to share between threads at all). Requests beyond
-``max_in_flight`` are refused by :class:`~.limits.InFlight`; one that waits longer than
-``timeout_s`` for its answer gets 504 (:meth:`Service.run`). Background work on the same
-models (streams, :mod:`.streams`) takes the lock one frame at a time and lets requests
-waiting for it (:attr:`Service.model_waiting`) go first.
+once and ``/v1/ready`` says when recognition can be served (models loaded, the gallery's
+search index built or loaded). Model work (detection, embedding) runs in worker threads,
+each model copy under one lock (YuNet's OpenCV detector is not safe to share between
+threads). Identify, the hot path, runs on ``parallel`` copies side by side
+(:mod:`.batching`); detect, verify, lookalike, enrolment and calibration use the first
+copy, under :attr:`Service.model_lock`. Requests beyond ``max_in_flight`` are refused by
+:class:`~.limits.InFlight`; one that waits longer than ``timeout_s`` for its answer gets
+504 (:meth:`Service.run`). Background work on the first copy (streams, :mod:`.streams`)
+takes the lock one frame at a time and lets requests waiting for it
+(:attr:`Service.model_waiting`) go first.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -60,6 +62,8 @@ class Service:
         self.store = open_store(config.gallery)
         self.gallery: Gallery = Gallery(self.store)
         self._recognizer: Recognizer | None = None
+        #: galleries over the model copies that identify batches also run on (:meth:`attach`)
+        self.copies: list[Gallery] = []
         self.loaded = threading.Event()
         self.load_error: str | None = None
         self.model_lock = threading.Lock()
@@ -83,22 +87,32 @@ class Service:
 
     # -- models -----------------------------------------------------------------------
     def load_models(self) -> None:
-        """Build the recognizer and run it once on a blank image (so the first request does
-        not pay for lazy initialisation). Called in a background thread at start."""
+        """Build the recognizer (and the copies ``parallel`` asks for), run each once on a
+        blank image and search the gallery once, so the first request pays neither for
+        lazy initialisation nor for building or loading the search index (minutes for a
+        new 100k-face gallery: requests would time out meanwhile). Called in a background
+        thread at start; ``/v1/ready`` answers 503 until it has finished."""
         try:
-            import numpy as np
-
             from ..recognizer import Recognizer
 
-            rec = Recognizer(
-                detector=self.config.detector, embedder=self.config.embedder, threads=self.config.threads
-            )
-            blank = np.zeros((160, 160, 3), np.uint8)
-            faces = rec.detect(blank)
-            rec.embed_crops([blank[:150, :150]])
-            del faces
-            self.attach(rec)
-            log.info("models loaded: %s + %s (%s)", rec.detector_name, rec.embedder_name, rec.model_id)
+            n = self.config.resolved_parallel()
+            threads = self.config.resolved_threads()
+            if n > 1 and threads is not None:
+                import cv2
+
+                cv2.setNumThreads(threads)  # the copies run side by side: no oversubscription
+            recs = []
+            for _ in range(n):
+                cfg = self.config
+                rec = Recognizer(detector=cfg.detector, embedder=cfg.embedder, threads=threads)
+                self._warm(rec)
+                recs.append(rec)
+            self._warm_search()
+            self.attach(recs[0], recs[1:])
+            log.info(
+                "models loaded: %s + %s (%s), %d cop%s",
+                recs[0].detector_name, recs[0].embedder_name, recs[0].model_id, n, "y" if n == 1 else "ies",
+            )  # fmt: skip
         except Exception as exc:  # reported by /v1/ready and by every model route
             from .problems import scrub
 
@@ -107,12 +121,38 @@ class Service:
         finally:
             self.loaded.set()
 
-    def attach(self, recognizer: Recognizer) -> None:
+    @staticmethod
+    def _warm(rec: Recognizer) -> None:
+        import numpy as np
+
+        blank = np.zeros((160, 160, 3), np.uint8)
+        rec.detect(blank)
+        rec.embed_crops([blank[:150, :150]])
+
+    def _warm_search(self) -> None:
+        """One search and one operating point, so the index is built or loaded now."""
+        import numpy as np
+
+        from ..gallery.gallery import Gallery
+
+        bound = self.store.model()
+        if bound is None or self.store.count_people() == 0:
+            return
+        probe = np.zeros((1, bound[1]), np.float32)
+        probe[0, 0] = 1.0
+        started = time.monotonic()
+        Gallery(self.store).rank(probe, 1)
+        log.info("gallery search ready in %.1f s", time.monotonic() - started)
+
+    def attach(self, recognizer: Recognizer, copies: Sequence[Recognizer] = ()) -> None:
         """Serve with ``recognizer`` (loaded by :meth:`load_models`, or shared by several
-        services in one process, as the tests do); the service is ready from now on."""
+        services in one process, as the tests do), and identify batches also on
+        ``copies`` (each used by one batching thread only, :mod:`.batching`); the service
+        is ready from now on."""
         from ..gallery.gallery import Gallery
 
         self.gallery = Gallery(self.store, recognizer)
+        self.copies = [Gallery(self.store, r) for r in copies]
         self._recognizer = recognizer
         self.loaded.set()
 

@@ -39,6 +39,7 @@ async def ready(request: Request) -> dict[str, Any]:
         "detector": rec.detector_name,
         "embedder": rec.embedder_name,
         "model": rec.model_id,
+        "parallel": 1 + len(svc.copies),
         "people": people,
     }
 
