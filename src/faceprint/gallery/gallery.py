@@ -128,6 +128,30 @@ class Gallery:
         )
         return commit(self.store, self.model, name, pending, metadata)
 
+    def enroll_id(
+        self,
+        person_id: str,
+        images: Sequence[ImageInput],
+        face: FaceChoice = "single",
+        progress: Progress | None = None,
+        gate: QualityGate = DEFAULT_GATE,
+    ) -> EnrollReport:
+        """Add the face of each image to the person whose id is ``person_id``, who must
+        exist (:class:`UnknownPersonError` otherwise). Why not ``enroll(name)``: the faces
+        are embedded first, outside any transaction, and the person may be renamed or
+        deleted meanwhile by another client. The commit re-reads the person by id in the
+        same transaction: a renamed person gets the faces under the new name, a deleted one
+        is not brought back under the old name."""
+        self.check_model()
+        check_face_choice(face)
+        person, _ = self.store.person_by_id(person_id)
+        ((_, pending),) = extract(
+            self.recognizer, self.model, self.store, [(person.name, as_list(images))], face, progress, gate
+        )
+        with self.store.transaction():
+            now, _ = self.store.person_by_id(person_id)
+            return commit(self.store, self.model, now.name, pending, None)
+
     def enroll_dir(
         self,
         root: str | Path,

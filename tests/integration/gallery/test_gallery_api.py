@@ -265,3 +265,35 @@ def test_lookalike_without_a_face_names_other_detectors(gallery: Gallery, tmp_pa
     Image.new("RGB", (200, 200), (120, 160, 200)).save(blank)
     with pytest.raises(NoFaceError, match=r"found none \(detector \w+\); try another detector: "):
         gallery.lookalike(blank)
+
+
+@pytest.mark.parametrize("meanwhile", ["rename", "delete"])
+def test_enrol_by_id_follows_the_person_changed_while_embedding(
+    gallery: Gallery, meanwhile: str, request: pytest.FixtureRequest
+) -> None:
+    """``enroll_id`` embeds outside any transaction; another client renaming or deleting
+    the person meanwhile (here: from the progress callback, through another handle) must
+    not enrol the faces under the old name, nor bring a deleted person back."""
+    from faceprint.errors import UnknownPersonError
+    from faceprint.gallery import open_store
+
+    photo = need(KNN / "train" / "obama" / "obama.jpg")
+    pid = gallery.store.create_person("Obama").id
+    other = open_store(str(gallery.store.location))
+    request.addfinalizer(other.close)
+
+    def change(_: int) -> None:
+        if meanwhile == "rename":
+            other.rename_person("Obama", "Barack Obama")
+        else:
+            other.remove_person("Obama")
+
+    if meanwhile == "rename":
+        report = gallery.enroll_id(pid, [photo], progress=change)
+        assert report.person == "Barack Obama" and len(report.added) == 1
+        person, faces = gallery.store.person_by_id(pid)
+        assert person.name == "Barack Obama" and len(faces) == 1
+    else:
+        with pytest.raises(UnknownPersonError):
+            gallery.enroll_id(pid, [photo], progress=change)
+    assert "Obama" not in {p.name for p in gallery.store.people()}

@@ -168,8 +168,7 @@ async def add_faces(request: Request, person_id: str) -> JSONResponse:
     def work() -> dict[str, Any]:
         for u in uploads:
             decode(u, lim)  # refuse a bad or oversized image before anything is written
-        person, _ = svc.store.person_by_id(pid)
-        report = svc.gallery.enroll(person.name, [u.data for u in uploads], face=face)
+        report = svc.gallery.enroll_id(pid, [u.data for u in uploads], face=face)
         labels = {f"bytes #{i + 1}": u.name for i, u in enumerate(uploads)}
 
         def named(label: str) -> str:
