@@ -323,6 +323,7 @@ class PgConnection:
                     yield
                     if not readonly:
                         conn.execute("UPDATE faceprint.meta SET generation = generation + 1 WHERE id = 1")
+                        pause_before_commit(conn, "faceprint.faces")
             except self._psycopg.Error as exc:
                 lost = conn.closed or conn.broken
                 if lost:
