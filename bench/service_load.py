@@ -93,8 +93,15 @@ COMPREFACE = {
     "note": "their statement about their own server; not measured here (hardware, load and image "
     "size unknown)",
 }
-CONFIGS = {"default": [], "workers2": ["--workers", "2", "--threads", "1"]}
-CONFIG_ARGS = {"default": "faceprint serve", "workers2": "faceprint serve --workers 2 --threads 1"}
+#: The servers measured: the default (one model copy per core), one copy given every
+#: core (the default before ``--parallel``: the A/B of that choice), and two processes of
+#: one single-threaded copy each.
+CONFIGS = {
+    "default": [],
+    "parallel1": ["--parallel", "1"],
+    "workers2": ["--workers", "2", "--parallel", "1", "--threads", "1"],
+}
+CONFIG_ARGS = {name: " ".join(["faceprint serve", *extra]) for name, extra in CONFIGS.items()}
 
 
 # -- the probe and the galleries -------------------------------------------------------
@@ -794,6 +801,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     for size in args.sizes:
         gpath = tmp / f"gallery-{size}.sqlite"
         for config, extra in CONFIGS.items():
+            if config not in args.servers:
+                continue
             rate = ["--rate", "100000", "--burst", "100000"]
             cmd = [faceprint_exe, "serve", "--gallery", str(gpath), *rate, *extra]
             serve(f"{size}:{config}", cmd, env, ours_target)
@@ -940,9 +949,18 @@ def main() -> None:
     ap.add_argument("--realism", type=int, help="LFW people the synthetic vectors imitate (default 1500)")
     ap.add_argument("--client", choices=("stdlib", "httpx"), default="stdlib", help="the load's HTTP client")
     ap.add_argument("--no-peer", dest="peer", action="store_false", help="skip face_recognition")
+    ap.add_argument(
+        "--servers",
+        type=lambda v: [x for x in v.split(",") if x],
+        default=list(CONFIGS),
+        help=f"which of our servers to measure (default {','.join(CONFIGS)})",
+    )
     ap.add_argument("--out", type=Path, help="default bench/results/service_load.json (--quick: _quick)")
     args = ap.parse_args()
     q = args.quick
+    unknown = sorted(set(args.servers) - set(CONFIGS))
+    if unknown:
+        ap.error(f"--servers: unknown {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     args.sizes = [int(s) for s in (args.sizes or ("1000,25000" if q else "1000,100000")).split(",")]
     args.clients = [int(c) for c in args.clients.split(",")]
     args.requests = args.requests or (40 if q else 300)
