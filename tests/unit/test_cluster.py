@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceprint.collections.cluster import cluster_faces, knn_graph
+from faceprint.collections.cluster import cluster_faces, extend_clusters, knn_graph
 from faceprint.errors import InvalidArgumentError
 
 
@@ -139,3 +139,31 @@ def test_the_hnsw_graph_matches_the_exact_one(monkeypatch: pytest.MonkeyPatch) -
     approx = set(zip(*(a.tolist() for a in knn_graph(v, 5)), strict=True))
     assert len(exact & approx) >= 0.95 * len(exact)
     assert same_partition(cluster_faces(v, 0.8), truth)
+
+
+def test_new_faces_join_their_people_and_old_clusters_keep_their_ids() -> None:
+    v, truth = blobs(5, 6, noise=0.3)
+    old_rows = np.flatnonzero(np.arange(len(v)) % 6 < 4)  # 4 photos each clustered first
+    first = cluster_faces(v[old_rows], 0.7)
+    assert same_partition(first, truth[old_rows])
+    newcomer, _ = blobs(1, 3, noise=0.3, seed=5)  # and a person never seen
+    allv = np.concatenate([v, newcomer])
+    labels = np.full(len(allv), -1)
+    labels[old_rows] = first
+    out = extend_clusters(allv, labels, 0.7)
+    assert np.array_equal(out[old_rows], first)  # nothing renumbered
+    assert same_partition(out[: len(v)], truth)  # the new photos joined their people
+    assert set(out[len(v) :].tolist()) == {int(first.max()) + 1}
+    assert np.array_equal(extend_clusters(allv, out, 0.7), out)  # nothing free: unchanged
+
+
+def test_extending_keeps_the_constraints() -> None:
+    v, _ = blobs(1, 5, noise=0.1)
+    labels = np.array([0, 0, 1, -1, -1])  # one person split in two clusters by the user
+    groups = ["p1", "p2", "p3", "p1", "p4"]  # face 3 is in the same photo as face 0
+    out = extend_clusters(v, labels, 0.5, groups=groups)
+    assert out[0] == 0 and out[2] == 1  # two existing clusters are never merged here
+    assert out[3] == 1  # not cluster 0: it holds a face of the same photo
+    assert out[4] in (0, 1)
+    with pytest.raises(InvalidArgumentError, match="labels"):
+        extend_clusters(v, labels[:2], 0.5)

@@ -174,6 +174,23 @@ def cluster_faces(
         _merge(uf, sums, sizes, members, ra, rb)
 
     rows, cols = knn_graph(v, k)
+    _agglomerate(uf, sums, sizes, members, rows, cols, threshold)
+    return _labels(uf.roots(), min_size)
+
+
+def _agglomerate(
+    uf: _UnionFind,
+    sums: NDArray[np.float64],
+    sizes: NDArray[np.int64],
+    members: list[set[Hashable]],
+    rows: NDArray[np.int64],
+    cols: NDArray[np.int64],
+    threshold: float,
+) -> None:
+    """Merge reciprocal best pairs of clusters (nodes joined by an edge ``rows[i]`` --
+    ``cols[i]``) by rounds while their average linkage passes ``threshold`` and their
+    conflict tokens (``members``) do not meet (module doc)."""
+    n = len(sums)
     forbidden = np.zeros(0, np.int64)  # cluster pairs (a * n + b) that share a token
     while True:
         roots = uf.roots()
@@ -181,7 +198,7 @@ def cluster_faces(
         keep = a != b
         a, b = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
         if len(a) == 0:
-            break
+            return
         pair = np.unique(np.stack([a, b], axis=1), axis=0)
         rows, cols = pair[:, 0], pair[:, 1]  # the graph shrinks to cluster-level edges
         sim = np.einsum("ij,ij->i", sums[rows], sums[cols]) / (sizes[rows] * sizes[cols])
@@ -189,7 +206,7 @@ def cluster_faces(
         if len(forbidden):
             ok &= ~np.isin(rows * n + cols, forbidden)
         if not ok.any():
-            break
+            return
         ea, eb, es = rows[ok], cols[ok], sim[ok]
         # each cluster's best candidate (both directions), ties to the lower id
         src = np.concatenate([ea, eb])
@@ -211,8 +228,79 @@ def cluster_faces(
         if conflicts:
             forbidden = np.union1d(forbidden, np.asarray(conflicts, np.int64))
         if not progressed:  # pragma: no cover - a best-pair graph always holds a reciprocal pair
-            break
-    return _labels(uf.roots(), min_size)
+            return
+
+
+def extend_clusters(
+    vectors: NDArray[np.float32],
+    labels: NDArray[np.int64],
+    threshold: float,
+    *,
+    groups: Sequence[Hashable] | None = None,
+    k: int = DEFAULT_K,
+    min_size: int = 1,
+) -> NDArray[np.int64]:
+    """New faces join existing clusters without clustering everything again.
+
+    ``labels`` has one entry per row of ``vectors``: the cluster of a face clustered
+    before (kept: an existing cluster is never split, renumbered or merged with another
+    one here, so names given to clusters stay right), ``-1`` for a new face or one not
+    clustered before. Each such free face joins the existing cluster or forms a new one
+    with other free faces, by the same average linkage and constraints as
+    :func:`cluster_faces` (``groups`` for every row; a face of a photo already in a
+    cluster does not join it). Candidates: each free face's ``k`` nearest free faces and
+    ``k`` nearest cluster means, so the cost grows with the free faces, not the
+    collection. New clusters are numbered after the largest existing label, largest
+    first; free faces left in clusters under ``min_size`` stay ``-1``."""
+    from ..gallery.exact import exact_search
+
+    v = _check(vectors, threshold, k, min_size)
+    old = np.asarray(labels, dtype=np.int64)
+    n = len(v)
+    if old.shape != (n,):
+        raise InvalidArgumentError(f"labels: expected one per face ({n}), got shape {old.shape}")
+    if groups is not None and len(groups) != n:
+        raise InvalidArgumentError(f"groups: expected one per face ({n}), got {len(groups)}")
+    free = np.flatnonzero(old < 0)
+    if len(free) == 0:
+        return old.copy()
+    ids, inverse = np.unique(old[old >= 0], return_inverse=True)  # node c < m: cluster ids[c]
+    m = len(ids)
+    dim = v.shape[1]
+    sums = np.zeros((m + len(free), dim), np.float64)
+    np.add.at(sums, inverse, v[old >= 0].astype(np.float64))
+    sums[m:] = v[free]
+    sizes = np.concatenate([np.bincount(inverse, minlength=m), np.ones(len(free), np.int64)]).astype(np.int64)
+    members: list[set[Hashable]] = [set() for _ in range(m + len(free))]
+    for c, cid in enumerate(ids.tolist()):
+        members[c].add(("cluster", cid))  # two existing clusters never merge here
+    if groups is not None:
+        nodes = zip(np.flatnonzero(old >= 0).tolist(), inverse.tolist(), strict=True)
+        for row, node in [*nodes, *((r, m + j) for j, r in enumerate(free.tolist()))]:
+            if groups[row] is not None:
+                members[node].add(("group", groups[row]))
+
+    fr, fc = knn_graph(v[free], k)
+    rows, cols = [fr + m], [fc + m]
+    if m:
+        means = (sums[:m] / sizes[:m, None]).astype(np.float32)
+        kk = min(k, m)
+        _, near = exact_search(means, v[free], kk)
+        rows.append(np.repeat(np.arange(len(free), dtype=np.int64) + m, kk))
+        cols.append(near.reshape(-1))
+    uf = _UnionFind(m + len(free))
+    _agglomerate(uf, sums, sizes, members, np.concatenate(rows), np.concatenate(cols), threshold)
+
+    roots = uf.roots()
+    out = old.copy()
+    joined = roots[m:] < m  # merged into an existing cluster (its node is the lowest id)
+    out[free[joined]] = ids[roots[m:][joined]]
+    rest = ~joined
+    if rest.any():
+        fresh = _labels(roots[m:][rest], min_size)
+        start = int(ids.max()) + 1 if m else 0
+        out[free[rest]] = np.where(fresh >= 0, fresh + start, -1)
+    return out
 
 
 def _merge(
