@@ -47,6 +47,9 @@ from ..errors import InvalidArgumentError
 #: nearest faces are far down each other's lists, at the cost of memory (n * k pairs).
 DEFAULT_K = 20
 
+#: Edges whose linkage is computed in one numpy call (bounds the memory of a round).
+EDGE_CHUNK = 1 << 15
+
 
 def knn_graph(vectors: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """The edges ``(rows, cols)`` from each row of ``vectors`` (unit rows) to its ``k``
@@ -201,7 +204,7 @@ def _agglomerate(
             return
         pair = np.unique(np.stack([a, b], axis=1), axis=0)
         rows, cols = pair[:, 0], pair[:, 1]  # the graph shrinks to cluster-level edges
-        sim = np.einsum("ij,ij->i", sums[rows], sums[cols]) / (sizes[rows] * sizes[cols])
+        sim = _linkage(sums, sizes, rows, cols)
         ok = sim >= threshold
         if len(forbidden):
             ok &= ~np.isin(rows * n + cols, forbidden)
@@ -300,6 +303,19 @@ def extend_clusters(
         fresh = _labels(roots[m:][rest], min_size)
         start = int(ids.max()) + 1 if m else 0
         out[free[rest]] = np.where(fresh >= 0, fresh + start, -1)
+    return out
+
+
+def _linkage(
+    sums: NDArray[np.float64], sizes: NDArray[np.int64], rows: NDArray[np.int64], cols: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Average linkage of each edge's two clusters, :data:`EDGE_CHUNK` edges at a time:
+    gathering every edge's two sums at once would hold 2 x edges x dim floats (2 GB per
+    side at 100k faces)."""
+    out = np.empty(len(rows), np.float64)
+    for s in range(0, len(rows), EDGE_CHUNK):
+        r, c = rows[s : s + EDGE_CHUNK], cols[s : s + EDGE_CHUNK]
+        out[s : s + EDGE_CHUNK] = np.einsum("ij,ij->i", sums[r], sums[c]) / (sizes[r] * sizes[c])
     return out
 
 
