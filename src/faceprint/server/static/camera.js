@@ -38,6 +38,7 @@ export function closeCamera(video, stream) {
 
 /** Copy the video's current frame, at its own size, onto `canvas`. */
 export function grabFrame(video, canvas) {
+  if (!video.videoWidth) throw new Error("the camera has no picture yet; try again in a moment");
   canvas.width = video.videoWidth;
   canvas.height = video.videoHeight;
   canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);

@@ -177,6 +177,7 @@ class People {
 
   async openSnap() {
     if (this.snapStream) return;
+    $("snap-take").disabled = true; // until the camera gives a picture: nothing to take yet
     $("snap-panel").hidden = false;
     try {
       this.snapStream = await openCamera($("snap-video"));
@@ -184,12 +185,14 @@ class People {
       $("snap-panel").hidden = true;
       throw err;
     }
+    $("snap-take").disabled = false;
     $("snap-take").focus();
   }
 
   closeSnap() {
     if (this.snapStream) closeCamera($("snap-video"), this.snapStream);
     this.snapStream = null;
+    $("snap-take").disabled = true;
     $("snap-panel").hidden = true;
   }
 
