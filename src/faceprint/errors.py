@@ -91,6 +91,10 @@ class UnknownFaceError(GalleryError):
     """No face in the gallery has the face id asked for (a service's 404)."""
 
 
+class UnknownClusterError(GalleryError):
+    """A photo-collection cluster or indexed face id that does not exist."""
+
+
 class NameTakenError(GalleryError):
     """A person's name is already in use by another person of the gallery: names are
     unique (creating or renaming onto one; a service's 409)."""

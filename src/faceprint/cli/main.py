@@ -1,5 +1,5 @@
 """``faceprint`` entry point: detect, verify, enroll, identify, lookalike, gallery, models, eval,
-calibrate, watch, serve, keys.
+calibrate, watch, serve, keys, index, cluster, photos.
 
 Exit codes: 0 success, 1 error (one line on stderr, never a traceback), 2 usage error.
 """
@@ -13,6 +13,7 @@ import typer
 
 from ..errors import FaceprintError
 from . import common
+from .collections import cluster_app, index, photos
 from .evaluate import calibrate, eval_app
 from .gallery import enroll, gallery_app, identify, lookalike
 from .models import models_app
@@ -31,12 +32,15 @@ app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 app.add_typer(gallery_app, name="gallery")
 app.add_typer(keys_app, name="keys")
+app.add_typer(cluster_app, name="cluster")
 app.command()(enroll)
 app.command()(identify)
 app.command()(lookalike)
 app.command()(calibrate)
 app.command()(watch)
 app.command()(serve)
+app.command()(index)
+app.command()(photos)
 
 DetectorOpt = common.DetectorOpt
 EmbedderOpt = common.EmbedderOpt

@@ -26,6 +26,9 @@ Constraints:
 * ``groups``: faces that share a group (the photo they come from) are never one person:
   a person appears once per photo. Two clusters whose faces share a group never merge.
 * ``cannot_link``: pairs of face rows the user separated (a split, a removed face).
+* ``apart``: sets of face rows that must all end in different clusters (the first face
+  of each person named by the user: two named people never merge), a clique of
+  cannot-links stored as one token.
 * ``must_link``: pairs of face rows the user joined (a named cluster, a merge); they
   start in one cluster. Must-links that contradict a cannot-link raise
   :class:`~faceprint.errors.InvalidArgumentError`.
@@ -128,6 +131,13 @@ def _pairs(pairs: Iterable[tuple[int, int]], n: int, what: str) -> list[tuple[in
     return out
 
 
+def _rows(rows: Iterable[int], n: int, what: str) -> list[int]:
+    out = [int(i) for i in rows]
+    if any(not 0 <= i < n for i in out):
+        raise InvalidArgumentError(f"{what}: a row outside 0..{n - 1}")
+    return out
+
+
 def cluster_faces(
     vectors: NDArray[np.float32],
     threshold: float,
@@ -135,6 +145,7 @@ def cluster_faces(
     groups: Sequence[Hashable] | None = None,
     must_link: Iterable[tuple[int, int]] = (),
     cannot_link: Iterable[tuple[int, int]] = (),
+    apart: Iterable[Iterable[int]] = (),
     k: int = DEFAULT_K,
     min_size: int = 1,
 ) -> NDArray[np.int64]:
@@ -161,6 +172,9 @@ def cluster_faces(
             raise InvalidArgumentError(f"cannot_link pair ({x}, {y}): a face cannot be kept from itself")
         tokens[x].add(("cannot", j))
         tokens[y].add(("cannot", j))
+    for j, rows in enumerate(apart):
+        for i in _rows(rows, n, "apart"):
+            tokens[i].add(("apart", j))
 
     uf = _UnionFind(n)
     sums = v.astype(np.float64)
@@ -240,6 +254,7 @@ def extend_clusters(
     threshold: float,
     *,
     groups: Sequence[Hashable] | None = None,
+    cannot_link: Iterable[tuple[int, int]] = (),
     k: int = DEFAULT_K,
     min_size: int = 1,
 ) -> NDArray[np.int64]:
@@ -251,7 +266,9 @@ def extend_clusters(
     clustered before. Each such free face joins the existing cluster or forms a new one
     with other free faces, by the same average linkage and constraints as
     :func:`cluster_faces` (``groups`` for every row; a face of a photo already in a
-    cluster does not join it). Candidates: each free face's ``k`` nearest free faces and
+    cluster does not join it; ``cannot_link`` pairs of rows, e.g. a face the user removed
+    from a cluster and that cluster's first face, keep the two apart). Candidates:
+    each free face's ``k`` nearest free faces and
     ``k`` nearest cluster means, so the cost grows with the free faces, not the
     collection. New clusters are numbered after the largest existing label, largest
     first; free faces left in clusters under ``min_size`` stay ``-1``."""
@@ -282,6 +299,12 @@ def extend_clusters(
         for row, node in [*nodes, *((r, m + j) for j, r in enumerate(free.tolist()))]:
             if groups[row] is not None:
                 members[node].add(("group", groups[row]))
+    node_of = np.empty(n, np.int64)
+    node_of[old >= 0] = inverse
+    node_of[free] = m + np.arange(len(free))
+    for j, (x, y) in enumerate(_pairs(cannot_link, n, "cannot_link")):
+        members[int(node_of[x])].add(("cannot", j))
+        members[int(node_of[y])].add(("cannot", j))
 
     fr, fc = knn_graph(v[free], k)
     rows, cols = [fr + m], [fc + m]

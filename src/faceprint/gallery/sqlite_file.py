@@ -375,8 +375,10 @@ class SqliteFile:
                 self._erase_wal()
 
     @contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction that also bumps ``generation``; inside
+    def _write(self, action: str, bump: bool = True) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction that also bumps ``generation`` (unless
+        ``bump`` is False: writes that change no person or face, such as a photo
+        collection's tables, must not make every search index stale); inside
         :meth:`transaction`, a savepoint of it instead."""
         with self._lock:
             if self._tx is not None:
@@ -397,7 +399,10 @@ class SqliteFile:
                 raise self._error(action, exc) from None
             try:
                 yield conn
-                conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                if bump:
+                    conn.execute(
+                        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+                    )
                 pause_before_commit(conn, "faces")
                 conn.execute("COMMIT")
             except BaseException as exc:
