@@ -7,6 +7,7 @@ gallery (like ``enroll``); the others need one that exists.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,12 +37,43 @@ def _collection(
     return Collection(_open(gallery, detector, embedder, create=create))
 
 
+#: What may follow ``--ray`` as its address; anything else is the next argument (a photo).
+_RAY_ADDRESS = re.compile(r"^(ray://.+|auto|local|[\w.-]+:\d+)$")
+
+
+def ray_argv(argv: list[str]) -> list[str]:
+    """``--ray`` takes an optional address: insert ``local`` after a bare ``--ray`` (one
+    followed by nothing, an option or something that is not an address, e.g. a folder)."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--":
+            break
+        if a == "--ray" and (i + 1 == len(out) or not _RAY_ADDRESS.match(out[i + 1])):
+            out.insert(i + 1, "local")
+            break
+    return out
+
+
 def index(
     photos: Annotated[list[Path], typer.Argument(help="photos and folders of photos")],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="also index the sub-folders")] = False,
     workers: Annotated[
-        int, typer.Option(min=1, help="processes detecting and embedding (each loads the models)")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            help="processes detecting and embedding, each loading the models (default 1); with "
+            "--ray, actors (default: one per CPU of the cluster)",
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="run on Ray (pip install 'faceprint[distributed]'): alone, a local runtime; "
+            "HOST:PORT, ray://HOST:PORT or auto joins a cluster that sees the same photo paths",
+        ),
+    ] = None,
     gallery: GalleryOpt = None,
     detector: DetectorOpt = None,
     embedder: EmbedderOpt = None,
@@ -59,9 +91,14 @@ def index(
     with col.gallery:
         with common.progress_bar("indexing", None) as adv:
             summary = col.index(
-                [str(p) for p in photos], recursive=recursive, workers=workers, gate=gate, progress=adv,
+                [str(p) for p in photos],
+                recursive=recursive,
+                workers=workers if workers is not None else (0 if ray is not None else 1),
+                gate=gate,
+                progress=adv,
                 on_total=getattr(adv, "set_total", None),
-            )  # fmt: skip
+                ray=ray,
+            )
         totals = col.counts()
     if as_json:
         common.print_json({"gallery": col.store.location, **summary.to_dict(), "collection": totals})

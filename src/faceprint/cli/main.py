@@ -180,8 +180,13 @@ def verify(
 
 
 def run() -> None:
-    """Console-script entry point (errors become one line: see common.OneLineErrors)."""
-    app()
+    """Console-script entry point (errors become one line: see common.OneLineErrors).
+    ``--ray`` takes an optional value, which click cannot parse: see ``ray_argv``."""
+    import sys
+
+    from .collections import ray_argv
+
+    app(args=ray_argv(sys.argv[1:]), prog_name="faceprint")
 
 
 if __name__ == "__main__":

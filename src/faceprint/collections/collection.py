@@ -210,11 +210,20 @@ class Collection:
         gate: QualityGate = DEFAULT_GATE,
         progress: Callable[[int], None] | None = None,
         on_total: Callable[[int], None] | None = None,
+        ray: str | None = None,
     ) -> IndexSummary:
-        """Index the photos under ``paths`` (see :func:`~.indexer.index_photos`)."""
+        """Index the photos under ``paths`` (see :func:`~.indexer.index_photos`; ``ray``:
+        ``"local"`` or a cluster address, :mod:`.distributed`)."""
         return index_photos(
-            self.store, self.gallery.recognizer, paths, recursive=recursive, workers=workers, gate=gate,
-            progress=progress, on_total=on_total,
+            self.store,
+            self.gallery.recognizer,
+            paths,
+            recursive=recursive,
+            workers=workers,
+            gate=gate,
+            progress=progress,
+            on_total=on_total,
+            ray=ray,
         )  # fmt: skip
 
     def counts(self) -> dict[str, int]:

@@ -260,12 +260,20 @@ def index_photos(
     batch: int = BATCH,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    ray: str | None = None,
 ) -> IndexSummary:
     """Index the photos under ``paths`` into ``store`` (module doc). ``workers`` > 1 runs
     detection and embedding in that many processes (each loads the models once); the
-    results are written here, one transaction per batch. Ctrl-C stops after the batches
-    already written: the summary says ``interrupted`` and the next run continues."""
-    if workers < 1:
+    results are written here, one transaction per batch. ``ray``: run them on a Ray
+    cluster instead (``"local"`` starts one here; ``HOST:PORT``, ``ray://HOST:PORT`` or
+    ``auto`` joins one; :mod:`.distributed`), ``workers`` actors (0: one per CPU of the
+    cluster). Ctrl-C stops after the batches already written: the summary says
+    ``interrupted`` and the next run continues."""
+    if ray is not None:
+        from .distributed import check_address
+
+        check_address(ray)  # a malformed address fails before any photo is hashed
+    if workers < (0 if ray is not None else 1):
         raise InvalidArgumentError(f"workers must be >= 1, got {workers}")
     if batch < 1:
         raise InvalidArgumentError(f"batch must be >= 1, got {batch}")
@@ -319,9 +327,9 @@ def index_photos(
     for d in dups:
         pending_dups.setdefault(first_of.get(d.image_sha256 or "", -1), []).append(d)
 
-    def write(k: int, results: list[PhotoResult]) -> None:
+    def write(k: int, results: list[PhotoResult], stored: bool = False) -> None:
         extra = pending_dups.pop(k, [])
-        store.add_results([*results, *extra], model)
+        store.add_results(extra if stored else [*results, *extra], model)
         for r in results:
             if r.error is not None:
                 summary.failed.append((r.path, r.error))
@@ -335,7 +343,11 @@ def index_photos(
 
     try:
         write(-1, [])  # duplicates of photos indexed in earlier runs
-        if workers == 1 or len(batches) <= 1:
+        if ray is not None and batches:
+            from .distributed import run_batches
+
+            run_batches(store, recognizer, gate, batches, ray, workers or None, write)
+        elif workers == 1 or len(batches) <= 1:
             for k, b in enumerate(batches):
                 write(k, analyse(recognizer, gate, b))
         else:
@@ -352,7 +364,7 @@ def _run_pool(
     gate: QualityGate,
     batches: list[list[PhotoFile]],
     workers: int,
-    write: Callable[[int, list[PhotoResult]], None],
+    write: Callable[[int, list[PhotoResult], bool], None],
 ) -> None:
     """Batches through ``workers`` processes, at most two in flight per worker, written
     in order (so a duplicate's first copy is stored before it)."""
@@ -368,6 +380,6 @@ def _run_pool(
             while nxt < len(batches) and nxt < k + 2 * workers:
                 futures[nxt] = pool.submit(_work, batches[nxt])
                 nxt += 1
-            write(k, futures.pop(k).result())
+            write(k, futures.pop(k).result(), False)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
