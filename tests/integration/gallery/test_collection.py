@@ -392,3 +392,35 @@ def test_cli_index_cluster_report_photos(tmp_path: Path) -> None:
     res = run_cli("photos", "--gallery", g)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert np.isfinite(data["threshold"])
+
+
+def test_two_processes_indexing_one_folder_at_once_store_each_photo_once(tmp_path: Path) -> None:
+    """Two ``faceprint index`` runs on the same folder and SQLite gallery at the same time:
+    their batches wait for each other's write lock, and the idempotent inserts leave each
+    photo and face once, the same as one run."""
+    _photos(tmp_path / "p", people=("John_Bolton", "Jennifer_Lopez", "Paul_Wolfowitz"), take=7)
+    one, both = tmp_path / "one.sqlite", tmp_path / "both.sqlite"
+    assert run_cli("index", str(tmp_path / "p"), "--gallery", str(one)).returncode == 0
+    args = [
+        sys.executable,
+        "-m",
+        "faceprint.cli.main",
+        "index",
+        str(tmp_path / "p"),
+        "--gallery",
+        str(both),
+        "--json",
+    ]
+    procs = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    done = [json.loads(o)["indexed"] + json.loads(o)["already_indexed"] for o, _ in outs]
+    assert done == [21, 21]
+    sets = []
+    for g in (one, both):
+        with closing(sqlite3.connect(g)) as db:
+            assert db.execute("SELECT count(*) FROM photos").fetchone()[0] == 21
+            sets.append(sorted(db.execute("SELECT image_sha256, face_index FROM photo_faces").fetchall()))
+    assert sets[0] == sets[1]
