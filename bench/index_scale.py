@@ -28,8 +28,12 @@ processes that each load the models) is inside the timed call, as a user pays it
 photos/s counts the photos listed (indexed, duplicates and failures alike) over the
 wall time of the ``index`` call; faces/s the faces stored.
 
-Not measured: indexing on Ray (issue 12's Ray part, ``Collection.index(ray=...)``): ``"ray":
-null``, no figure.
+* ``ray_1`` / ``ray_N``: ``col.index(..., ray="local", workers=k)``: a local Ray runtime
+  started inside the call (its start-up is in the wall time, as a user pays it), Ray Data
+  ``map_batches`` over k actors, each loading the models once; the driver writes SQLite.
+  Ray's overhead per photo is ``(wall of ray_N - wall of pool_N) / photos``: the same
+  number of processes doing the same work. Ray's workers are not the driver's children,
+  so their CPU time and memory are not in ``cpu_s_workers`` / ``largest_worker_peak_rss_mb``.
 The 10-million-photo figures are a *projection* from the measured in-process rate per
 core, assuming linear scaling over cores and nodes, not a measurement.
 
@@ -58,10 +62,6 @@ QUICK_LIMIT = 200
 PROJECT_PHOTOS = 10_000_000
 PROJECT_NODES = (1, 4, 16, 64)
 CORES_PER_NODE = 8
-RAY_NOTE = (
-    "not measured (issue 12 Ray part): this benchmark was written while it was not built yet; "
-    "Collection.index(ray=...) landed in 4132c7a during the writing and is not benchmarked here"
-)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def stage(photos: list[Path], lfw: Path, dest: Path) -> int:
 
 
 # -- one configuration (in a child process: the driver) -----------------------------------
-def index_job(gallery: str, folder: str, workers: int) -> dict[str, Any]:
+def index_job(gallery: str, folder: str, workers: int, ray: str | None = None) -> dict[str, Any]:
     """Open ``gallery``, load the models, index ``folder`` with ``workers``; the figures."""
     from faceprint.collections.collection import Collection
     from faceprint.gallery import open_gallery
@@ -128,7 +128,7 @@ def index_job(gallery: str, folder: str, workers: int) -> dict[str, Any]:
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     load0 = os.getloadavg()[0]
     t = time.perf_counter()
-    s = col.index([folder], recursive=True, workers=workers)
+    s = col.index([folder], recursive=True, workers=workers, ray=ray)
     wall = time.perf_counter() - t
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, reaped at shutdown
@@ -138,6 +138,7 @@ def index_job(gallery: str, folder: str, workers: int) -> dict[str, Any]:
     cpu_kids = (kids1.ru_utime - kids0.ru_utime) + (kids1.ru_stime - kids0.ru_stime)
     return {
         "workers": workers,
+        "ray": ray,
         "model": model,
         "detector": detector,
         "model_load_s": load_s,
@@ -157,7 +158,7 @@ def index_job(gallery: str, folder: str, workers: int) -> dict[str, Any]:
         "driver_peak_rss_mb": self1.ru_maxrss / 1024,  # KiB on Linux
         "driver_rss_before_index_mb": rss_before / 1024,
         "driver_rss_after_index_mb": _status_kb("VmRSS") / 1024,
-        "largest_worker_peak_rss_mb": kids1.ru_maxrss / 1024 if workers > 1 else None,
+        "largest_worker_peak_rss_mb": kids1.ru_maxrss / 1024 if workers > 1 and ray is None else None,
         "cpu_s_driver": cpu_self,
         "cpu_s_workers": cpu_kids,
         "cores_busy": (cpu_self + cpu_kids) / wall if wall else None,
@@ -168,19 +169,19 @@ def index_job(gallery: str, folder: str, workers: int) -> dict[str, Any]:
     }
 
 
-def _child(q: Any, gallery: str, folder: str, workers: int) -> None:
+def _child(q: Any, gallery: str, folder: str, workers: int, ray: str | None) -> None:
     try:
-        q.put(("ok", index_job(gallery, folder, workers)))
+        q.put(("ok", index_job(gallery, folder, workers, ray)))
     except BaseException as exc:
         q.put(("error", f"{type(exc).__name__}: {exc}"))
         raise
 
 
-def run_in_child(gallery: Path, folder: Path, workers: int) -> dict[str, Any]:
+def run_in_child(gallery: Path, folder: Path, workers: int, ray: str | None = None) -> dict[str, Any]:
     """:func:`index_job` in a fresh spawned process (not a daemon: it may start a pool)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(q, str(gallery), str(folder), workers))
+    p = ctx.Process(target=_child, args=(q, str(gallery), str(folder), workers, ray))
     p.start()
     status, val = q.get()
     p.join()
@@ -221,11 +222,27 @@ def projection(per_core: float, basis: str, alternatives: dict[str, float]) -> d
 
 
 # -- the benchmark ----------------------------------------------------------------------------
+def _ray_summary(configs: dict[str, dict[str, Any]], workers: int, photos: int) -> dict[str, Any] | None:
+    """Ray against the process pool of as many processes (the same work, other plumbing)."""
+    r, p, one = configs.get(f"ray_{workers}"), configs.get(f"pool_{workers}"), configs.get("ray_1")
+    if r is None or p is None or one is None:
+        return None
+    return {
+        "actors": workers,
+        "photos_per_s": r["photos_per_s"],
+        "one_actor_photos_per_s": one["photos_per_s"],
+        "speedup_actors": r["photos_per_s"] / one["photos_per_s"],
+        "overhead_s_total_vs_pool": r["wall_s"] - p["wall_s"],
+        "overhead_ms_per_photo_vs_pool": (r["wall_s"] - p["wall_s"]) / photos * 1000,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", type=Path, default=None, help="shared data folder (default ../shared)")
     ap.add_argument("--limit", type=int, default=None, help="first N photos in sorted order (default: all)")
     ap.add_argument("--workers", type=int, default=2, help="processes of the pool configuration")
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray configurations")
     ap.add_argument("--quick", action="store_true", help=f"--limit {QUICK_LIMIT} unless given")
     ap.add_argument("--out", type=Path, default=None, help="JSON (default bench/results/index_scale.json)")
     a = ap.parse_args()
@@ -255,14 +272,19 @@ def main() -> None:
             f"{time.perf_counter() - t:.1f} s",
             file=sys.stderr,
         )
-        plan = [
-            ("in_process", tmp / "in_process.sqlite", 1),
-            (f"pool_{a.workers}", tmp / f"pool_{a.workers}.sqlite", a.workers),
-            ("already_indexed", tmp / "in_process.sqlite", 1),
+        plan: list[tuple[str, Path, int, str | None]] = [
+            ("in_process", tmp / "in_process.sqlite", 1, None),
+            (f"pool_{a.workers}", tmp / f"pool_{a.workers}.sqlite", a.workers, None),
+            ("already_indexed", tmp / "in_process.sqlite", 1, None),
         ]
-        for name, gallery, workers in plan:
-            print(f"{name}: workers={workers}, gallery {gallery.name}", file=sys.stderr)
-            r = run_in_child(gallery, folder, workers)
+        if not a.no_ray:
+            plan += [
+                ("ray_1", tmp / "ray_1.sqlite", 1, "local"),
+                (f"ray_{a.workers}", tmp / f"ray_{a.workers}.sqlite", a.workers, "local"),
+            ]
+        for name, gallery, workers, ray in plan:
+            print(f"{name}: workers={workers}, ray={ray}, gallery {gallery.name}", file=sys.stderr)
+            r = run_in_child(gallery, folder, workers, ray)
             configs[name] = r
             print(
                 f"  {r['wall_s']:.1f} s, {r['photos_per_s']:.2f} photos/s, {r['faces']} faces, "
@@ -307,8 +329,7 @@ def main() -> None:
             "indexed_again": skip["indexed"],
             "vs_in_process_first_run": skip["photos_per_s"] / a_["photos_per_s"],
         },
-        "ray": None,
-        "ray_note": RAY_NOTE,
+        "ray": _ray_summary(configs, a.workers, len(photos)),
         "projection_10m_photos": projection(
             per_core,
             f"in_process photos/s / {cores} cores of this machine (the in-process run had all of them: "
@@ -323,7 +344,8 @@ def main() -> None:
             "The pool's start-up (spawning the workers, each loading the models) is inside its wall time; "
             "the driver's own model load is not (model_load_s).",
             "cores_busy = CPU seconds of the driver and its workers / wall seconds.",
-            f"ray: {RAY_NOTE}; no figure is given for it.",
+            "ray_*: a local Ray runtime started inside the timed call; Ray's workers are not the "
+            "driver's children, so their CPU and memory are not counted in cpu_s_workers / cores_busy.",
             "projection_10m_photos is computed from the measured rate, not measured.",
         ],
         "total_wall_s": time.perf_counter() - t_all,
@@ -369,9 +391,16 @@ def print_table(payload: dict[str, Any]) -> None:
     sk = payload["skip_path"]
     con.print(
         f"speed-up pool / in-process: {payload['speedup_pool_over_in_process']:.2f}x; "
-        f"skip path {sk['photos_per_s']:.0f} photos/s ({sk['vs_in_process_first_run']:.0f}x the first run); "
-        f"ray: {payload['ray_note']}"
+        f"skip path {sk['photos_per_s']:.0f} photos/s ({sk['vs_in_process_first_run']:.0f}x the first run)"
     )
+    ray = payload["ray"]
+    if ray is not None:
+        con.print(
+            f"ray: {ray['actors']} actors {ray['photos_per_s']:.2f} photos/s, 1 actor "
+            f"{ray['one_actor_photos_per_s']:.2f}; overhead vs the pool of as many processes "
+            f"{ray['overhead_ms_per_photo_vs_pool']:.1f} ms/photo "
+            f"({ray['overhead_s_total_vs_pool']:.1f} s in all)"
+        )
     pr = payload["projection_10m_photos"]
     title = f"{pr['label']}: hours for {pr['photos']:,} photos on nodes of {pr['cores_per_node']} cores"
     p = Table(title=title)
