@@ -281,11 +281,14 @@ class Collection:
                 v, labels_before, t, groups=groups, cannot_link=cannot, min_size=MIN_CLUSTER_SIZE
             )
             new = self._renumber_fresh(new, labels_before)
+        # only the faces whose cluster changed are written (an incremental run moves few)
         assignment = {
-            int(f.ids[r]): (None if new[j] < 0 else int(new[j])) for j, r in enumerate(rows.tolist())
+            int(f.ids[r]): (None if new[j] < 0 else int(new[j]))
+            for j, r in enumerate(rows.tolist())
+            if new[j] != labels_before[j]
         }
         # faces below the gate are never in a cluster
-        assignment.update({int(f.ids[i]): None for i in np.flatnonzero(~ok).tolist()})
+        assignment.update({int(f.ids[i]): None for i in np.flatnonzero(~ok).tolist() if f.clusters[i] >= 0})
         people = {int(c): k.people.get(int(c)) for c in np.unique(new[new >= 0]).tolist()}
         self.store.save_clusters(assignment, people)
         return ClusterRun(
