@@ -1,8 +1,9 @@
 """Accuracy cannot silently regress.
 
 For every detector of the README's "Evaluation" table, the default embedder's LFW
-pairsDevTest accuracy, with the threshold fitted on pairsDevTrain, must stay within one
-point of the published figure. The published figures are read from
+pairsDevTest accuracy must stay within one point of the published figure (the default
+detector with the threshold fitted on pairsDevTrain, as published; the others by
+cross-validation on the same test pairs, :data:`FULL_PROTOCOL`). The published figures are read from
 ``bench/results/evaluation.json`` (written by ``bench/evaluation.py``, the source of the
 README table; a test below checks that the README shows the same figures), and the
 accuracy is computed by :func:`faceprint.evaluation.lfw.evaluate_lfw`, the code behind

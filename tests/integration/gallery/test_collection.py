@@ -318,8 +318,8 @@ def test_sigkill_mid_index_then_resume_equals_a_clean_run(recognizer: Recognizer
     clean = tmp_path / "clean.sqlite"
     killed = tmp_path / "killed.sqlite"
     assert run_cli("index", str(tmp_path / "p"), "--gallery", str(clean)).returncode == 0
-    # every commit pauses 3 s; the third is the second batch's (the first binds the model)
-    env = {**os.environ, "FACEPRINT_TEST_SLEEP_BEFORE_COMMIT": "3"}
+    # every commit pauses 2 s; the third is the second batch's (the first binds the model)
+    env = {**os.environ, "FACEPRINT_TEST_SLEEP_BEFORE_COMMIT": "2"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "faceprint.cli.main", "index", str(tmp_path / "p"), "--gallery", str(killed)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
