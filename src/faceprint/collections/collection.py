@@ -387,7 +387,9 @@ class Collection:
                 t = None
         return ClusterView(f, clusters, self.store.paths(), t)
 
-    def _propose(self, clusters: list[ClusterInfo], f: StoredFaces) -> list[ClusterInfo]:
+    def _propose(
+        self, clusters: list[ClusterInfo], f: StoredFaces, threshold: float | None = None
+    ) -> list[ClusterInfo]:
         """Unnamed clusters most of whose faces are identified as one enrolled person at
         the gallery's open-set threshold get that person as a proposal (similarity: the
         mean over those faces). Faces, not the cluster's mean vector, are compared: a
@@ -397,7 +399,7 @@ class Collection:
         if not open_ or self.gallery.store.count_people() == 0 or not self._same_model():
             return clusters
         row = {int(x): i for i, x in enumerate(f.ids.tolist())}
-        t = self.gallery.operating_point().threshold
+        t = self.gallery.operating_point().threshold if threshold is None else threshold
         flat = [row[x] for c in open_ for x in c.faces]
         ranked = self.gallery.rank(f.vectors[flat], 1)
         best: dict[int, Match | None] = {}
@@ -572,7 +574,10 @@ class Collection:
         mine = {c for c, u in k.people.items() if u == person.id}
         named_other = {c for c, u in k.people.items() if u is not None and u != person.id}
         if person.faces and self._same_model():
-            view = self._propose([c for c in self._infos(k) if c.person is None], f)
+            loose = [c for c in self._infos(k) if c.person is None]
+            # a list of photos is held to the whole-search threshold, not the per-face one
+            # a suggestion to a user gets
+            view = self._propose(loose, f, self.search_threshold(sum(c.size for c in loose)))
             proposed = {c.id for c in view if c.proposed is not None and c.proposed.identity == name}
         else:
             proposed = set()
@@ -625,8 +630,9 @@ class Collection:
         return out
 
     def photos_like(self, image: ImageInput) -> list[PhotoHit]:
-        """Every indexed face like the largest face of ``image`` at the recognizer's 1:1
-        threshold, most similar first."""
+        """Every indexed face like the largest face of ``image``, most similar first, at the
+        recognizer's 1:1 threshold or, when higher, :meth:`search_threshold` for the faces
+        searched (1:1 at a 1% false-accept rate over 6,000 faces lists about 60 strangers)."""
         from ..selection import largest_face
 
         rec = self.gallery.recognizer
@@ -644,11 +650,10 @@ class Collection:
         if len(f.ids) == 0:
             return []
         sims = f.vectors @ np.asarray(face.embedding, np.float32)
+        t = max(rec.threshold, self.search_threshold(len(f.ids)))
         paths = self.store.paths()
         order = np.argsort(-sims, kind="stable")
-        return [
-            self._hit(f, int(i), paths, "similar", float(sims[i])) for i in order if sims[i] >= rec.threshold
-        ]
+        return [self._hit(f, int(i), paths, "similar", float(sims[i])) for i in order if sims[i] >= t]
 
     @staticmethod
     def _hit(
