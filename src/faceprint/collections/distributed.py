@@ -230,46 +230,34 @@ def run_batches(
     # Ray prints what its workers report ("(raylet) Task ... failed, retrying") on stdout,
     # which belongs to our results (--json): send it to stderr while Ray runs.
     with contextlib.redirect_stdout(sys.stderr):
-        _run(store, recognizer, gate, batches, address, actors, write)
-
-
-def _run(
-    store: CollectionStore,
-    recognizer: Recognizer,
-    gate: QualityGate,
-    batches: list[list[PhotoFile]],
-    address: str,
-    actors: int | None,
-    write: Callable[[int, list[PhotoResult], bool], None],
-) -> None:
-    ray, local = start(address, cpus=None)
-    try:
-        n = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        pg_url = getattr(store.db.store, "_url", None) if store.db.postgres else None
-        items = [
-            {"k": k, "photos": json.dumps([[p.path, p.sha256, p.size, p.mtime] for p in b])}
-            for k, b in enumerate(batches)
-        ]
-        ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        actor = _actor_class(
-            {
-                "detector": recognizer.detector_name,
-                "embedder": recognizer.embedder.name,
-                "flip": recognizer.flip,
-                "gate": gate,
-                "model": recognizer.model_id,
-                "pg_url": pg_url,
-            }
-        )
-        out = ds.map_batches(
-            actor,
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=n),
-            num_cpus=1,
-        )  # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 by default)
-        for part in out.iter_batches(batch_size=None, batch_format="numpy"):
-            for k, blob in zip(part["k"].tolist(), part["results"].tolist(), strict=True):
-                write(int(k), pickle.loads(blob), pg_url is not None)
-    finally:
-        if local:
-            ray.shutdown()
+        ray, local = start(address, cpus=None)
+        try:
+            n = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            pg_url = getattr(store.db.store, "_url", None) if store.db.postgres else None
+            items = [
+                {"k": k, "photos": json.dumps([[p.path, p.sha256, p.size, p.mtime] for p in b])}
+                for k, b in enumerate(batches)
+            ]
+            ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+            actor = _actor_class(
+                {
+                    "detector": recognizer.detector_name,
+                    "embedder": recognizer.embedder.name,
+                    "flip": recognizer.flip,
+                    "gate": gate,
+                    "model": recognizer.model_id,
+                    "pg_url": pg_url,
+                }
+            )
+            out = ds.map_batches(
+                actor,
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=n),
+                num_cpus=1,
+            )  # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 by default)
+            for part in out.iter_batches(batch_size=None, batch_format="numpy"):
+                for k, blob in zip(part["k"].tolist(), part["results"].tolist(), strict=True):
+                    write(int(k), pickle.loads(blob), pg_url is not None)
+        finally:
+            if local:
+                ray.shutdown()
