@@ -7,7 +7,6 @@ embedder call. Results name the detector and embedder that produced them.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +21,7 @@ from .detection import Detector
 from .embedding import Embedder, l2_normalize, model_id
 from .errors import ModelUnavailableError, MultipleFacesError, NoFaceError
 from .io import ImageInput, load_image
-from .registry import Registry, detectors, embedders
+from .registry import create_embedder, detectors, instantiate
 from .types import Face, Image, Verification
 
 log = logging.getLogger(__name__)
@@ -45,6 +44,12 @@ def default_detector_name(settings: Settings | None = None) -> str:
         return "hog"
 
 
+def default_embedder_name(settings: Settings | None = None) -> str:
+    """The embedder used when none is named: ``FACEPRINT_EMBEDDER`` (a registered name or a
+    MODEL_DIR path), else :data:`DEFAULT_EMBEDDER`."""
+    return (settings or get_settings()).embedder or DEFAULT_EMBEDDER
+
+
 def no_face_error(label: str, detector: str) -> NoFaceError:
     """The error for an image without a face: it names the detector used and the others,
     since each misses faces the others find (pose, size, lighting)."""
@@ -54,16 +59,6 @@ def no_face_error(label: str, detector: str) -> NoFaceError:
     )
 
 
-def _create(registry: Registry[Any], name: str, options: dict[str, Any] | None, threads: int | None) -> Any:
-    """Instantiate ``name``; ``threads`` goes to components that run on onnxruntime
-    (their ``intra_op_threads`` option) and is ignored by the others (dlib, OpenCV)."""
-    cls = registry.resolve(name)
-    opts = dict(options or {})
-    if threads is not None and "intra_op_threads" in inspect.signature(cls).parameters:
-        opts.setdefault("intra_op_threads", threads)
-    return cls(**opts)
-
-
 def _label(image: ImageInput, i: int) -> str:
     return str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else f"image #{i + 1}"
 
@@ -71,8 +66,10 @@ def _label(image: ImageInput, i: int) -> str:
 class Recognizer:
     """Detect, align and embed faces; verify pairs.
 
-    ``detector``/``embedder`` are registry names or ready objects; ``None`` picks the
-    defaults (see :func:`default_detector_name`). ``threshold`` is a cosine similarity
+    ``detector``/``embedder`` are registry names or ready objects (``embedder`` may also be
+    the path of a MODEL_DIR written by ``faceprint train``:
+    :func:`faceprint.registry.create_embedder`); ``None`` picks the defaults (see
+    :func:`default_detector_name`, :func:`default_embedder_name`). ``threshold`` is a cosine similarity
     and defaults to the embedder's LFW-fitted value (its flip value with ``flip``).
     ``flip`` averages each face's vector with its mirrored crop's (test-time
     augmentation; twice the embedding cost). ``threads`` sets onnxruntime's intra-op
@@ -94,12 +91,12 @@ class Recognizer:
         self.settings = settings or get_settings()
         if detector is None or isinstance(detector, str):
             name = detector or default_detector_name(self.settings)
-            self.detector: Detector = _create(detectors, name, detector_options, threads)
+            self.detector: Detector = instantiate(detectors.resolve(name), detector_options, threads)
         else:
             self.detector = detector
         if embedder is None or isinstance(embedder, str):
-            name = embedder or self.settings.embedder or DEFAULT_EMBEDDER
-            self.embedder: Embedder = _create(embedders, name, embedder_options, threads)
+            name = embedder or default_embedder_name(self.settings)
+            self.embedder: Embedder = create_embedder(name, embedder_options, threads)
         else:
             self.embedder = embedder
         self.flip = flip

@@ -3,12 +3,21 @@
 A registry maps short lowercase ids (``"hog"``, ``"yunet"``, ``"dlib"``) to
 ``"module:Class"`` strings. The module is imported only when the name is first
 used, so ``import faceprint`` never loads cv2, dlib, onnxruntime or torch.
+
+Embedders are also named by path: an embedder argument that is not a registered name but
+looks like a path (:func:`is_model_dir`) is a MODEL_DIR written by ``faceprint train``
+(:mod:`faceprint.embedding.model_dir`). :func:`create_embedder` and :func:`check_embedder`
+are the one way to build and validate an embedder from such an argument; every command,
+the pipeline, the evaluators and the service go through them.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
+import os
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from .errors import MissingExtraError, UnknownComponentError
@@ -72,3 +81,69 @@ detectors.register("mtcnn", "faceprint.detection.mtcnn:MtcnnDetector")
 embedders: Registry[Any] = Registry("embedder")
 embedders.register("dlib", "faceprint.embedding.dlib:DlibEmbedder")
 embedders.register("dlib-onnx", "faceprint.embedding.dlib_onnx:DlibOnnxEmbedder")
+
+#: What an embedder argument may be besides a registered name (for messages and help).
+MODEL_DIR_HINT = "or a MODEL_DIR written by faceprint train"
+
+
+def is_model_dir(name: str) -> bool:
+    """Whether the embedder argument ``name`` is a MODEL_DIR path rather than a registered
+    name: it is not registered, and it holds a path separator, starts with ``.`` or ``~``,
+    or names an existing directory. A registered name always wins (a folder called
+    ``dlib`` in the working directory does not shadow the ``dlib`` embedder)."""
+    if name in embedders:
+        return False
+    seps = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return any(sep in name for sep in seps) or name.startswith((".", "~")) or Path(name).is_dir()
+
+
+def _unknown_embedder(name: str) -> UnknownComponentError:
+    close = difflib.get_close_matches(name, embedders.names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return UnknownComponentError(
+        f"unknown embedder {name!r}: expected one of {', '.join(embedders.names())} {MODEL_DIR_HINT}.{hint}"
+    )
+
+
+def embedder_class(name: str) -> type[Any]:
+    """The class that builds embedder ``name``: the registered one (its module imported
+    now), or :class:`~faceprint.embedding.model_dir.ModelDirEmbedder` for a MODEL_DIR
+    path. Raises :class:`UnknownComponentError` listing the valid names otherwise."""
+    if is_model_dir(name):
+        from .embedding.model_dir import ModelDirEmbedder
+
+        return ModelDirEmbedder
+    if name not in embedders:
+        raise _unknown_embedder(name)
+    return embedders.resolve(name)
+
+
+def check_embedder(name: str) -> None:
+    """Validate an embedder argument without loading any weights: a registered name, or a
+    MODEL_DIR whose card and files check out
+    (:func:`~faceprint.embedding.model_dir.check_model_dir`, which hashes its files but
+    does not start onnxruntime). Raises :class:`UnknownComponentError` (the valid names)
+    or :class:`~faceprint.errors.ModelUnavailableError` (what is wrong with the MODEL_DIR)."""
+    if is_model_dir(name):
+        from .embedding.model_dir import check_model_dir
+
+        check_model_dir(name)
+    elif name not in embedders:
+        embedder_class(name)  # raises, listing the valid names
+
+
+def instantiate(cls: type[T], options: dict[str, Any] | None, threads: int | None, *args: Any) -> T:
+    """``cls(*args, **options)``; ``threads`` goes to components that run on onnxruntime
+    (their ``intra_op_threads`` option) and is ignored by the others (dlib, OpenCV)."""
+    opts = dict(options or {})
+    if threads is not None and "intra_op_threads" in inspect.signature(cls).parameters:
+        opts.setdefault("intra_op_threads", threads)
+    return cls(*args, **opts)
+
+
+def create_embedder(name: str, options: dict[str, Any] | None = None, threads: int | None = None) -> Any:
+    """The embedder ``name`` (a registered name or a MODEL_DIR path, :func:`is_model_dir`)
+    built with ``options``; ``threads`` as in :func:`instantiate`. A MODEL_DIR embedder
+    keeps ``name`` as given as its own name, so results and pipeline specs round-trip."""
+    cls = embedder_class(name)
+    return instantiate(cls, options, threads, *((name,) if is_model_dir(name) else ()))

@@ -156,8 +156,28 @@ def check_detector(name: str | None) -> str | None:
 
 
 def check_embedder(name: str | None) -> str | None:
-    """A registered embedder name (or None for the default); else the list of valid ones."""
-    return _check_registered(embedders, name)
+    """A registered embedder name or a MODEL_DIR path (or None for the default), checked
+    before any model loads (:func:`faceprint.registry.check_embedder`): an unknown name, or
+    a path where no directory is, is a usage error (exit 2) listing the valid names; a
+    MODEL_DIR that is incomplete or was changed after training is an error (exit 1) that
+    says what was expected and found."""
+    from ..registry import MODEL_DIR_HINT, is_model_dir
+    from ..registry import check_embedder as check
+
+    if name is None:
+        return None
+    if is_model_dir(name):
+        where = Path(name).expanduser()
+        if not where.is_dir():
+            found = "a file" if where.exists() else "nothing"
+            raise typer.BadParameter(
+                f"expected one of {', '.join(embedders.names())} {MODEL_DIR_HINT}; found {found} at {name}"
+            )
+    try:
+        check(name)  # a MODEL_DIR's problems raise ModelUnavailableError: one line, exit 1
+    except UnknownComponentError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return name
 
 
 def check_similarity(value: float | None) -> float | None:
@@ -223,7 +243,10 @@ DETECTOR_HELP = (
     f"one of {', '.join(detectors.names())} "
     "(default: FACEPRINT_DETECTOR, else yunet if its model is present, else hog)"
 )
-EMBEDDER_HELP = f"one of {', '.join(embedders.names())} (default: FACEPRINT_EMBEDDER, else dlib-onnx)"
+EMBEDDER_HELP = (
+    f"one of {', '.join(embedders.names())}, or a MODEL_DIR written by faceprint train "
+    "(default: FACEPRINT_EMBEDDER, else dlib-onnx)"
+)
 DetectorOpt = Annotated[
     str | None, typer.Option("--detector", "-d", help=DETECTOR_HELP, callback=check_detector)
 ]

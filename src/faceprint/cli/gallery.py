@@ -29,7 +29,7 @@ DEFAULT_GALLERY_HELP = (
 )
 
 gallery_app = typer.Typer(
-    help="List, inspect, rename, remove, export and import enrolled people.\n\n"
+    help="List, inspect, rename, remove, export, import and re-embed enrolled people.\n\n"
     f"Default gallery: FACEPRINT_GALLERY, else {DEFAULT_GALLERY_HELP}"
 )
 
@@ -388,3 +388,102 @@ def threshold(
     common.out.print(f"threshold {op.threshold:.4f} ({detail})", markup=False)
     if op.note:
         common.err.print(f"note: {op.note}", markup=False)
+
+
+#: Faces listed one line each by ``gallery reembed`` before the rest are only counted.
+MAX_LISTED = 20
+
+
+def _list_faces(label: str, faces: tuple[Any, ...]) -> None:
+    """One stderr line per face (``MissingFace``), the first :data:`MAX_LISTED`, then a count."""
+    for m in faces[:MAX_LISTED]:
+        where = m.image or (f"image sha256 {m.image_sha256[:12]}" if m.image_sha256 else "no image")
+        common.err.print(f"{label}: {m.person}: face {m.face_id} ({where}): {m.reason}", markup=False)
+    if len(faces) > MAX_LISTED:
+        common.err.print(f"{label}: ... and {len(faces) - MAX_LISTED} more", markup=False)
+
+
+@gallery_app.command()
+def reembed(
+    images: Annotated[
+        list[Path],
+        typer.Option(
+            "--images",
+            "-i",
+            help="a folder holding the enrolled photos, searched recursively, matched by sha256 (repeatable)",
+            exists=True,
+            file_okay=False,
+        ),
+    ],
+    embedder: EmbedderOpt = None,
+    detector: DetectorOpt = None,
+    flip: Annotated[bool, typer.Option(help="make flip-TTA vectors (mirrored crop averaged in)")] = False,
+    drop_missing: Annotated[
+        bool,
+        typer.Option(
+            "--drop-missing", help="drop the faces whose photo or face is not found, instead of stopping"
+        ),
+    ] = False,
+    gallery: GalleryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-embed every face of the gallery with another model (e.g. --embedder MODEL_DIR from
+    faceprint train) and bind the gallery to it, in one transaction.
+
+    The gallery keeps no photos: each face's photo is found by its sha256 under the --images
+    folders, its face detected again and matched to the stored box (IoU >= 0.5). If any face
+    cannot be re-embedded, nothing is written and they are listed (exit 1), unless
+    --drop-missing drops them. The stored threshold and calibration (similarities of the old
+    model) are cleared."""
+    from ..gallery import open_gallery
+    from ..gallery.reembed import apply_reembed, image_files, plan_reembed, scan_images, stored_faces
+    from ..recognizer import Recognizer
+
+    location = common.existing_gallery(gallery)
+    rec = Recognizer(detector=detector, embedder=embedder, flip=flip)
+    with open_gallery(location, rec) as g:
+        bound = g.store.model()
+        if bound is not None and bound == (rec.model_id, rec.embedder.dim):
+            n = len(g.store.snapshot().face_ids)
+            if as_json:
+                from ..gallery.reembed import ReembedReport
+
+                common.print_json(
+                    ReembedReport(g.store.location, bound[0], rec.model_id, n, 0, False).to_dict()
+                )
+            else:
+                common.out.print(
+                    f"gallery {g.store.location} already holds vectors of {rec.model_id}: nothing to do",
+                    markup=False,
+                )
+            return
+        faces = stored_faces(g.store)
+        files = image_files(images)
+        wanted = {f.image_sha256 for f in faces if f.image_sha256}
+        with common.progress_bar("finding the photos", len(files), len(files) > 50) as adv:
+            found = scan_images(files, wanted, adv)
+        with common.progress_bar("re-embedding", len(found), len(found) > 3) as adv:
+            plan = plan_reembed(g.store, rec, found, faces, adv)
+        report = apply_reembed(g.store, plan, drop_missing)
+    if as_json:
+        common.print_json(report.to_dict())
+    if not report.written:
+        _list_faces("missing", report.missing)
+        raise common.fail(
+            f"{len(report.missing)} of {report.faces} face(s) cannot be re-embedded (listed above): "
+            "nothing was written; add the folders that hold their photos with --images, or drop them "
+            "with --drop-missing"
+        )
+    _list_faces("dropped", report.dropped)
+    for key in report.cleared:
+        common.err.print(
+            f"note: cleared the gallery's stored {key}: it was for the similarities of {report.old_model}",
+            markup=False,
+        )
+    if not as_json:
+        common.out.print(
+            f"re-embedded {report.reembedded} face(s) of gallery {report.gallery} with {report.model} "
+            f"(was {report.old_model or 'unbound'})"
+            + (f"; dropped {len(report.dropped)}" if report.dropped else ""),
+            markup=False,
+        )

@@ -604,7 +604,7 @@ class Collection:
         with the gallery's false-alarm rate in all (not per face): the open-set formula
         with K = the faces searched, never below the gallery's own threshold. Per face,
         1% of a 50,000-face collection would be 500 wrong photos."""
-        from ..gallery.scoring import ImpostorDistribution, open_set_threshold, shipped_distribution
+        from ..gallery.scoring import ImpostorDistribution, find_distribution, open_set_threshold
 
         op = self.gallery.operating_point()
         if op.far is None:
@@ -614,7 +614,7 @@ class Collection:
         if cal is not None and "impostors" in cal:
             dist = ImpostorDistribution(cal["impostors"], f"gallery {self.store.location} calibration")
         else:
-            dist = shipped_distribution(op.model)
+            dist = find_distribution(op.model)  # after operating_point(): a MODEL_DIR's is registered
         if dist is None:
             return op.threshold
         return max(op.threshold, open_set_threshold(dist, max(1, faces), op.far))

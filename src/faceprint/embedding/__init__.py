@@ -55,10 +55,19 @@ ID_SHA_CHARS = 8
 def model_id(embedder: Embedder, flip: bool = False) -> str:
     """``network@version+<sha8>`` (``+flip`` with flip TTA): the id of ``embedder``'s vectors,
     stored with every vector and bound to every gallery (see the module doc)."""
-    sha = embedder.weights_sha256.lower()
+    return format_model_id(embedder.network, embedder.version, embedder.weights_sha256, flip, embedder.name)
+
+
+def format_model_id(
+    network: str, version: str, weights_sha256: str, flip: bool = False, who: str = ""
+) -> str:
+    """The model id of weights hashing to ``weights_sha256`` run as ``network@version``:
+    what :func:`model_id` gives for such an embedder, for callers that know a model before
+    loading it (a MODEL_DIR's card: :mod:`.model_dir`)."""
+    sha = weights_sha256.lower()
     if len(sha) < ID_SHA_CHARS or any(c not in "0123456789abcdef" for c in sha):
-        raise ValueError(f"{embedder.name} embedder: weights_sha256 must be a hex sha256, got {sha!r}")
-    return f"{embedder.network}@{embedder.version}+{sha[:ID_SHA_CHARS]}" + ("+flip" if flip else "")
+        raise ValueError(f"{who or network} embedder: weights_sha256 must be a hex sha256, got {sha!r}")
+    return f"{network}@{version}+{sha[:ID_SHA_CHARS]}" + ("+flip" if flip else "")
 
 
 def check_crops(crops: Sequence[Image], size: int, who: str) -> None:

@@ -39,7 +39,6 @@ half-written model.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,12 +50,14 @@ from numpy.typing import NDArray
 
 from .. import models
 from ..config import get_settings
-from ..errors import MissingExtraError, ModelUnavailableError
+from ..errors import ModelUnavailableError
 from ..files import atomic_write
 from ..types import Image
-from . import check_crops, l2_normalize
 from .dlib import DEFAULT_THRESHOLD, FLIP_THRESHOLD, chip_templates
 from .dlib_format import Layer, Network, read_network
+from .onnx_session import INPUT_NAME as INPUT_NAME  # the graph's I/O names, re-exported
+from .onnx_session import OUTPUT_NAME as OUTPUT_NAME
+from .onnx_session import check_options, embed_batched, new_session, require
 
 if TYPE_CHECKING:  # onnx is imported lazily at run time
     import onnx
@@ -66,7 +67,6 @@ log = logging.getLogger(__name__)
 ONNX_FILENAME = str(models.CATALOG["dlib-onnx"].built_file)
 #: Bump when the graph :func:`to_onnx` writes changes, so stale caches are rebuilt.
 CONVERTER_VERSION = "1"
-INPUT_NAME, OUTPUT_NAME = "crops", "descriptors"
 _OPSET, _IR_VERSION = 17, 8  # loadable by onnxruntime >= 1.14
 Shape = tuple[int, int, int]  # (channels, rows, columns) of one sample
 Tags = dict[int, tuple[str, Shape]]  # tag id -> (tensor name, shape) of the latest such tag
@@ -214,11 +214,7 @@ def to_onnx(net: Network, metadata: dict[str, str] | None = None) -> onnx.ModelP
 
 def _require(module: str) -> Any:
     """Import ``module`` (onnx or onnxruntime), naming what to install when it is missing."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        need = f"the dlib-onnx embedder needs {module!r}: pip install onnx onnxruntime"
-        raise MissingExtraError(need) from exc
+    return require(module, "the dlib-onnx embedder")
 
 
 def cache_path() -> Path:
@@ -338,26 +334,16 @@ class DlibOnnxEmbedder:
         providers: Sequence[str] | None = None,
         batch_size: int = 32,
     ) -> None:
-        if intra_op_threads < 0 or batch_size < 1:
-            raise ValueError(
-                f"need intra_op_threads >= 0 and batch_size >= 1, got {intra_op_threads} and {batch_size}"
-            )
-        ort = _require("onnxruntime")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = intra_op_threads
-        # Idle pool threads sleep instead of spinning: between two requests a spinning pool
-        # burns the cores the service needs to parse and decode the next upload.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        chosen = list(providers) if providers else ["CPUExecutionProvider"]
+        check_options(intra_op_threads, batch_size)
+        _require("onnxruntime")
         path = ensure_onnx(model_path, onnx_path)
         try:
-            self._session: Any = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+            self._session: Any = new_session(path, intra_op_threads, providers, "the dlib-onnx embedder")
         except Exception as exc:  # e.g. a cache file damaged after its metadata was read
             log.warning("could not load %s (%s): rebuilding it", path, exc)
             path = build_onnx(model_path, onnx_path, force=True)
             try:
-                self._session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+                self._session = new_session(path, intra_op_threads, providers, "the dlib-onnx embedder")
             except Exception as again:
                 raise ModelUnavailableError(f"onnxruntime cannot load {path}: {again}") from again
         self.onnx_path = path
@@ -367,12 +353,4 @@ class DlibOnnxEmbedder:
 
     def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:
         """``(N, 128)`` float32 unit vectors for 150x150 RGB uint8 chips (any N)."""
-        if len(crops) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        check_crops(crops, 150, self.name)
-        batch = np.stack(crops)
-        out = [
-            self._session.run([OUTPUT_NAME], {INPUT_NAME: batch[i : i + self.batch_size]})[0]
-            for i in range(0, len(batch), self.batch_size)
-        ]
-        return l2_normalize(np.concatenate(out))
+        return embed_batched(self._session, crops, self.dim, self.batch_size, self.name)

@@ -71,23 +71,16 @@ class PipelineSpec:
 
     def check(self) -> None:
         """Raise UnknownComponentError (listing the valid names) for a detector or embedder
-        name that is not registered, the defaults included, without loading any model:
-        a bad name must fail here, not in every worker process."""
-        from ..recognizer import DEFAULT_EMBEDDER, default_detector_name
-        from ..registry import detectors, embedders
+        name that is not registered, the defaults included, or ModelUnavailableError for an
+        embedder MODEL_DIR that is incomplete or changed, without loading any model: a bad
+        name must fail here, not in every worker process."""
+        from ..recognizer import default_detector_name, default_embedder_name
+        from ..registry import check_embedder, detectors
 
-        for registry, name in ((detectors, self.detector), (embedders, self.embedder)):
-            if name is not None and name not in registry:
-                registry.resolve(name)  # raises, with the valid names
         det = self.detector or default_detector_name()
         if det not in detectors:
-            detectors.resolve(det)
-        if self.embedder is None:
-            from ..config import get_settings
-
-            emb = get_settings().embedder or DEFAULT_EMBEDDER
-            if emb not in embedders:
-                embedders.resolve(emb)
+            detectors.resolve(det)  # raises, with the valid names
+        check_embedder(self.embedder or default_embedder_name())
 
     def build(self, threads: int | None = None, embedder: Embedder | None = None) -> Recognizer:
         """The recognizer; ``embedder`` is a ready one to use instead of building this
@@ -110,10 +103,10 @@ def pipeline_names(pipeline: PipelineSpec | Recognizer) -> tuple[str, str]:
     """(detector name, embedder name with ``+flip``) of ``pipeline``, without building it."""
     if isinstance(pipeline, Recognizer):
         return pipeline.detector_name, pipeline.embedder_name
-    from ..recognizer import DEFAULT_EMBEDDER, default_detector_name
+    from ..recognizer import default_detector_name, default_embedder_name
 
     det = pipeline.detector or default_detector_name()
-    return det, (pipeline.embedder or DEFAULT_EMBEDDER) + ("+flip" if pipeline.flip else "")
+    return det, (pipeline.embedder or default_embedder_name()) + ("+flip" if pipeline.flip else "")
 
 
 def pipeline_model_id(pipeline: PipelineSpec | Recognizer) -> str:
@@ -123,10 +116,11 @@ def pipeline_model_id(pipeline: PipelineSpec | Recognizer) -> str:
     if isinstance(pipeline, Recognizer):
         return pipeline.model_id
     from ..embedding import model_id
-    from ..recognizer import DEFAULT_EMBEDDER
-    from ..registry import embedders
+    from ..recognizer import default_embedder_name
+    from ..registry import create_embedder
 
-    embedder = embedders.create(pipeline.embedder or DEFAULT_EMBEDDER, **dict(pipeline.embedder_options))
+    name = pipeline.embedder or default_embedder_name()
+    embedder = create_embedder(name, dict(pipeline.embedder_options) or None)
     return model_id(embedder, pipeline.flip)
 
 

@@ -19,7 +19,8 @@ A gallery couples a :class:`~.records.Store` (persistence, source of truth) with
 * the gallery is bound to the model id of its first enrolment (``network@version+<sha8>``,
   ``+flip``: :func:`faceprint.embedding.model_id`): vectors of other weights, or made with
   or without flip when the gallery's were not, raise
-  :class:`~faceprint.errors.IncompatibleEmbeddingError` naming both ids.
+  :class:`~faceprint.errors.IncompatibleEmbeddingError` naming both ids and how to convert
+  the gallery (:meth:`Gallery.reembed`, ``faceprint gallery reembed``).
 
 Candidate faces and centroids come from the store (:class:`~.records.Store`): SQLite
 searches in process (exact up to :data:`~.index.EXACT_MAX_SIZE` faces, HNSW above;
@@ -42,13 +43,15 @@ from ..types import Face, Image, Match, Recognition
 from .enrolment import FaceChoice, Progress, as_list, check_face_choice, commit, extract, plan_dir
 from .exchange import export_store, import_store
 from .records import FaceRecord, Person, Store, check_name, upgrade_model_id
+from .reembed import ReembedReport
 from .results import EnrollReport, Identification, OperatingPoint
 from .scoring import (
     DEFAULT_FAR,
     ImpostorDistribution,
+    find_distribution,
     missing_reason,
     open_set_threshold,
-    shipped_distribution,
+    registered_distribution,
 )
 
 if TYPE_CHECKING:
@@ -72,6 +75,15 @@ def _mismatch_hint(bound: str, mine: str) -> str:
     if b_parts[1:2] != m_parts[1:2]:
         return "the weights differ (a fine-tuned or swapped model file): use the weights that filled it"
     return "use --flip" if bound.endswith("+flip") else "drop --flip"
+
+
+def _reembed_hint(embedder: str, flip: bool) -> str:
+    """How to convert a gallery to the vectors of ``embedder`` (``faceprint gallery reembed``)."""
+    return (
+        f"or re-embed the gallery with this model: faceprint gallery reembed --embedder {embedder}"
+        + (" --flip" if flip else "")
+        + " --images DIR (DIR holds the enrolled photos)"
+    )
 
 
 class Gallery:
@@ -101,10 +113,12 @@ class Gallery:
         another model than its recognizer's; returns the bound (model, dim), if any."""
         bound = self.store.model()
         if bound is not None and bound != (self.model, self.recognizer.embedder.dim):
+            rec = self.recognizer
             raise IncompatibleEmbeddingError(
                 f"gallery {self.store.location} holds {bound[1]}-D vectors of {bound[0]}; this recognizer "
-                f"makes {self.recognizer.embedder.dim}-D vectors of {self.model} "
-                f"({_mismatch_hint(bound[0], self.model)}, or use another gallery)"
+                f"makes {rec.embedder.dim}-D vectors of {self.model} "
+                f"({_mismatch_hint(bound[0], self.model)}, {_reembed_hint(rec.embedder.name, rec.flip)}, "
+                "or use another gallery)"
             )
         return bound
 
@@ -167,6 +181,25 @@ class Gallery:
         people = extract(self.recognizer, self.model, self.store, plan, face, progress, gate)
         return [commit(self.store, self.model, n, p, None) for n, p in people]
 
+    # -- a new model (see :mod:`.reembed`) -----------------------------------------------
+    def reembed(self, image_dirs: Sequence[str | Path], drop_missing: bool = False) -> ReembedReport:
+        """Re-embed every face with this gallery's recognizer from the enrolled photos found
+        (by sha256) under ``image_dirs``, and bind the gallery to the recognizer's model,
+        in one transaction (:mod:`.reembed`). Faces whose photo or face is not found stop
+        it (``ReembedReport.written`` is False, ``missing`` lists them) unless
+        ``drop_missing`` deletes them. A gallery already bound to the model is left as it is."""
+        from .reembed import apply_reembed, image_files, plan_reembed, scan_images, stored_faces
+
+        bound = self.store.model()
+        if bound is not None and bound == (self.model, self.recognizer.embedder.dim):
+            n = len(self.store.snapshot().face_ids)
+            return ReembedReport(self.store.location, bound[0], self.model, n, 0, False)
+        faces = stored_faces(self.store)
+        wanted = {f.image_sha256 for f in faces if f.image_sha256}
+        images = scan_images(image_files(image_dirs), wanted)
+        plan = plan_reembed(self.store, self.recognizer, images, faces)
+        return apply_reembed(self.store, plan, drop_missing)
+
     # -- search -----------------------------------------------------------------------
     def operating_point(self, threshold: float | None = None) -> OperatingPoint:
         """The threshold ``identify`` uses now, and where it comes from (module doc).
@@ -207,12 +240,39 @@ class Gallery:
             )
             t = open_set_threshold(dist, people, far)
             return OperatingPoint(t, "calibrated", model, people, far, note)
-        shipped = shipped_distribution(model)
+        shipped = self._distribution(model)
         if shipped is None:
             default = self._default_threshold(model)
             note = f"{missing_reason(model)}; using the embedder's 1:1 threshold"
             return OperatingPoint(default, "embedder default", model, people, None, note)
-        return OperatingPoint(open_set_threshold(shipped, people, far), "open-set", model, people, far)
+        note = ""
+        if registered_distribution(model) is shipped:  # a MODEL_DIR's, fitted on its training data
+            note = (
+                f"impostor distribution of {shipped.source} ({shipped.raw.get('pairs')} different-person "
+                f"pairs of {shipped.raw.get('source')})"
+            )
+        t = open_set_threshold(shipped, people, far)
+        return OperatingPoint(t, "open-set", model, people, far, note)
+
+    def _distribution(self, model: str) -> ImpostorDistribution | None:
+        """The impostor distribution of ``model`` (:func:`~.scoring.find_distribution`). A
+        MODEL_DIR embedder registers its own when it is built; when this gallery has not
+        built its recognizer yet and the configured default embedder is a MODEL_DIR
+        (``FACEPRINT_EMBEDDER``), its distributions are registered from its files first,
+        without loading its graph, so the first operating point is already the right one."""
+        dist = find_distribution(model)
+        if dist is not None or self._recognizer is not None:
+            return dist
+        from ..recognizer import default_embedder_name
+        from ..registry import is_model_dir
+
+        name = default_embedder_name()
+        if not is_model_dir(name):
+            return None
+        from ..embedding.model_dir import register_model_dir
+
+        register_model_dir(name)
+        return find_distribution(model)
 
     def _default_threshold(self, model: str) -> float:
         """The recognizer's 1:1 threshold; without a recognizer yet, the class default of
@@ -224,7 +284,7 @@ class Gallery:
         name = model.split("@")[0]
         try:
             cls = embedders.resolve(name)
-        except FaceprintError:
+        except FaceprintError:  # a network of no registered embedder (a MODEL_DIR's): ask the recognizer
             return self.recognizer.threshold
         attr = "flip_threshold" if model.endswith("+flip") else "default_threshold"
         return float(getattr(cls, attr, cls.default_threshold))

@@ -38,8 +38,10 @@ from .records import (
     FaceRecord,
     Person,
     Snapshot,
+    changed_while_reembedding,
     check_metadata,
     check_name,
+    check_replacement,
     check_vectors,
     new_person_id,
     now_iso,
@@ -305,6 +307,42 @@ class PostgresStore(PgConnection):
             else "INSERT INTO faceprint.settings VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = %s"
         )
         self._writing(f"write setting {key!r}", lambda conn: conn.execute(sql, params))
+
+    def replace_vectors(
+        self, model: str, dim: int, vectors: Mapping[str, NDArray[np.float32]], drop: Sequence[str] = ()
+    ) -> None:
+        """Re-embed the gallery in one transaction holding the meta row lock (see
+        :class:`~.records.Store`). Same dimension: the vectors are updated in place and
+        pgvector's HNSW index follows. Another dimension (or an unbound gallery): the index
+        is dropped, the column untyped, the vectors written, then the column typed
+        ``vector(dim)`` and the index built again, all inside the same transaction."""
+        vecs = check_replacement(self.location, dim, vectors, drop)
+        expected = set(vecs) | set(drop)
+
+        def body(conn: psycopg.Connection[Any]) -> None:
+            bound = conn.execute("SELECT model, dim FROM faceprint.meta WHERE id = 1").fetchone()
+            found = {str(r[0]) for r in conn.execute("SELECT face_id FROM faceprint.faces")}
+            if found != expected:
+                raise changed_while_reembedding(self.location, expected, found)
+            if drop:
+                conn.execute("DELETE FROM faceprint.faces WHERE face_id = ANY(%s)", (list(drop),))
+            retype = bound is None or bound[1] is None or int(bound[1]) != dim
+            if retype:
+                conn.execute("DROP INDEX IF EXISTS faceprint.faces_hnsw")
+                conn.execute("ALTER TABLE faceprint.faces ALTER COLUMN vector TYPE vector")
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE faceprint.faces SET vector = %s, model = %s WHERE face_id = %s",
+                    [(v, model, f) for f, v in vecs.items()],
+                )
+            if retype:
+                self._bind(conn, model, dim)
+            else:
+                conn.execute("UPDATE faceprint.meta SET model = %s WHERE id = 1", (model,))
+            conn.execute("DELETE FROM faceprint.settings WHERE key IN ('threshold', 'calibration')")
+
+        self._writing("re-embed its faces", body)
+        self._people_count = None
 
     def search_faces(self, queries: NDArray[np.float32], k: int) -> list[list[tuple[str, str, float]]]:
         """The ``k`` most similar faces to each query row, best first: (face_id, person, cosine

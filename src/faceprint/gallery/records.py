@@ -244,6 +244,21 @@ class Store(Protocol):
 
     def set_setting(self, key: str, value: str | None) -> None: ...
 
+    def replace_vectors(
+        self, model: str, dim: int, vectors: Mapping[str, NDArray[np.float32]], drop: Sequence[str] = ()
+    ) -> None:
+        """Re-embed the gallery (``faceprint gallery reembed``) in ONE transaction: each face
+        ``face_id`` in ``vectors`` gets that unit vector, made by ``model`` (``dim``-D); the
+        faces in ``drop`` are deleted (under the erasure rules of :meth:`remove_face`); the
+        gallery is bound to ``model``; and the stored threshold and calibration, which are
+        cosine similarities of the old model, are cleared (the target false-alarm rate
+        stays). When the transaction runs, the gallery's faces must be exactly those of
+        ``vectors`` and ``drop``: a face enrolled or removed since they were computed
+        raises :class:`~faceprint.errors.GalleryError` and nothing is written. A search
+        index of the old vectors (memory and cache files) is dropped. Checked like an
+        enrolment's vectors (:func:`check_replacement`)."""
+        ...
+
     def transaction(self, readonly: bool = False) -> AbstractContextManager[None]:
         """Every call on this store inside the ``with`` block is one transaction: its writes
         commit all together or not at all (an exception rolls them all back), and other
@@ -302,6 +317,37 @@ def check_vectors(location: str, faces: Sequence[FaceRecord]) -> tuple[str, int,
                 f"got shape {v.shape} for face {f.face_id}"
             )
     return model, dim, vecs
+
+
+def check_replacement(
+    location: str, dim: int, vectors: Mapping[str, NDArray[np.float32]], drop: Sequence[str]
+) -> dict[str, NDArray[np.float32]]:
+    """The vectors of a :meth:`Store.replace_vectors` as float32, refused with
+    :class:`GalleryError` unless each is a finite ``dim``-D vector and no face is both
+    re-embedded and dropped."""
+    if dim < 1:
+        raise GalleryError(f"gallery {location}: a model's dimension must be at least 1, got {dim}")
+    both = set(vectors) & set(drop)
+    if both:
+        raise GalleryError(f"gallery {location}: face {sorted(both)[0]} is both re-embedded and dropped")
+    out: dict[str, NDArray[np.float32]] = {}
+    for face_id, v in vectors.items():
+        a = np.asarray(v, dtype=np.float32)
+        if a.shape != (dim,) or not np.all(np.isfinite(a)):
+            raise GalleryError(
+                f"gallery {location}: expected finite {dim}-D vectors, got shape {a.shape} for face {face_id}"
+            )
+        out[face_id] = a
+    return out
+
+
+def changed_while_reembedding(location: str, expected: set[str], found: set[str]) -> GalleryError:
+    """The error of a :meth:`Store.replace_vectors` whose gallery changed since its vectors
+    were computed (``found`` face ids instead of ``expected``)."""
+    return GalleryError(
+        f"gallery {location} changed while it was re-embedded ({len(found - expected)} face(s) enrolled, "
+        f"{len(expected - found)} removed since): nothing was written; run faceprint gallery reembed again"
+    )
 
 
 def pause_before_commit(conn: Any, faces_table: str) -> None:

@@ -36,10 +36,14 @@ file of its own; ``dlib`` and ``dlib-onnx`` share theirs): a dense table of uppe
 quantiles (score at exceedance p, log-spaced in p down to about 10/n_pairs), plus a
 generalized Pareto fit to the far tail that extrapolates beyond what the data resolves
 (large K or small FAR) (:func:`fit_distribution`). ``bench/identification.py
---fit-impostors [--flip]`` rebuilds the files. Weights with no shipped file (fine-tuned,
-swapped) get their F from the user's own faces: ``faceprint calibrate --gallery`` fits
-it the same way and stores it with the gallery. A shipped file that is corrupt is an
-error, never a silent fallback. Independence is an approximation: one probe's scores against a gallery are
+--fit-impostors [--flip]`` rebuilds the files. A model fine-tuned by ``faceprint train``
+brings its own: its MODEL_DIR holds ``impostors.json`` (and ``impostors+flip.json``)
+fitted the same way on its training data, which loading the model registers for its
+model id (:func:`register_distribution`); :func:`find_distribution` answers registered
+ones first, then shipped ones. Other weights (swapped, or a MODEL_DIR not loaded) get
+their F from the user's own faces: ``faceprint calibrate --gallery`` fits it the same
+way and stores it with the gallery. A shipped file that is corrupt is an error, never a
+silent fallback. Independence is an approximation: one probe's scores against a gallery are
 correlated. Measured with random galleries of pairsDevTrain people, the formula is
 calibrated to slightly conservative (target 1%: 0.79% at K=10, 1.04% at K=100, 0.86% at
 K=1000; target 10%: 9.4%, 8.6%, 6.1%), and on the full LFW dev benchmark (K=1,165, all
@@ -194,6 +198,8 @@ class ImpostorDistribution:
                 "scores non-decreasing and a valid tail fit"
             )
         self.raw = data
+        #: where the distribution came from (a file, a MODEL_DIR, a calibration), for messages
+        self.source = source or self.model
         # The GPD fitted above u is continued from the table's last point, so the curve is
         # continuous: a GPD conditioned on exceeding a higher u' is a GPD with the same xi
         # and scale sigma + xi (u' - u).
@@ -249,13 +255,30 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in IMPOSTOR_DIR.glob("*.json")) if IMPOSTOR_DIR.is_dir() else []
 
 
+def check_distribution(data: Any, model: str, source: str, label: str = "") -> ImpostorDistribution:
+    """``data`` (a parsed impostor-distribution file) as the distribution of ``model``;
+    raises :class:`GalleryError` saying what was expected and found when it is not a JSON
+    object of format :data:`IMPOSTOR_FORMAT_VERSION`, was fitted for another model id, or
+    is malformed. ``source`` says where it came from (kept as its ``source``); ``label``
+    names it in messages (default ``impostor distribution <source>``)."""
+    what = label or f"impostor distribution {source}"
+    if not isinstance(data, dict) or data.get("format") != IMPOSTOR_FORMAT_VERSION:
+        raise GalleryError(
+            f"{what} is corrupt: expected format {IMPOSTOR_FORMAT_VERSION}, "
+            f"found {data.get('format') if isinstance(data, dict) else type(data).__name__}"
+        )
+    if data.get("model") != model:
+        raise GalleryError(f"{what} is corrupt: it was fitted for {data.get('model')!r}, not {model!r}")
+    return ImpostorDistribution(data, source)
+
+
 @lru_cache(maxsize=16)
 def shipped_distribution(model: str) -> ImpostorDistribution | None:
     """The impostor distribution shipped for ``model`` (a full model id, ``network@version+
     <sha8>`` with ``+flip`` when flipped: other weights have none), or ``None`` when none
     is shipped. A shipped file that cannot be read, or is malformed, or was fitted for
     another model, raises :class:`GalleryError`: it is never silently replaced by a
-    fallback."""
+    fallback. Most callers want :func:`find_distribution` (registered ones too)."""
     path = _file_for(model)
     if "/" in model or "\\" in model or not path.is_file():
         return None
@@ -263,32 +286,52 @@ def shipped_distribution(model: str) -> ImpostorDistribution | None:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GalleryError(f"shipped impostor distribution {path} is corrupt: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != IMPOSTOR_FORMAT_VERSION:
-        raise GalleryError(
-            f"shipped impostor distribution {path} is corrupt: expected format {IMPOSTOR_FORMAT_VERSION}, "
-            f"found {data.get('format') if isinstance(data, dict) else type(data).__name__}"
-        )
-    if data.get("model") != model:
-        raise GalleryError(
-            f"shipped impostor distribution {path} is corrupt: it was fitted for {data.get('model')!r}, "
-            f"not {model!r}"
-        )
-    return ImpostorDistribution(data, str(path))
+    return check_distribution(data, model, str(path), f"shipped impostor distribution {path}")
+
+
+#: Distributions registered at run time, by model id (:func:`register_distribution`).
+_REGISTERED: dict[str, ImpostorDistribution] = {}
+
+
+def register_distribution(data: Any, model: str, source: str) -> ImpostorDistribution:
+    """Make ``data`` (a dict :func:`fit_distribution` made) the impostor distribution of
+    ``model`` for this process, checked like a shipped file (:func:`check_distribution`:
+    its ``model`` must be ``model``). Loading a MODEL_DIR calls this with the
+    distributions fitted on its training data
+    (:class:`~faceprint.embedding.model_dir.ModelDirEmbedder`), so a gallery bound to that
+    model gets its open-set threshold from them. ``source`` (e.g. ``MODEL_DIR /m/lowres``)
+    appears in the operating point's note. Registering a model id again replaces it."""
+    dist = check_distribution(data, model, source)
+    _REGISTERED[model] = dist
+    return dist
+
+
+def registered_distribution(model: str) -> ImpostorDistribution | None:
+    """The distribution registered for ``model`` in this process, if any."""
+    return _REGISTERED.get(model)
+
+
+def find_distribution(model: str) -> ImpostorDistribution | None:
+    """The impostor distribution of ``model``: the one registered for it (a loaded
+    MODEL_DIR's), else the one shipped with faceprint, else ``None``."""
+    return _REGISTERED.get(model) or shipped_distribution(model)
 
 
 def missing_reason(model: str) -> str:
-    """Why ``model`` has no shipped distribution, for the operating point's note."""
+    """Why ``model`` has no distribution (:func:`find_distribution`), for the operating
+    point's note."""
     return (
         f"no impostor score distribution is shipped for model {model} (shipped: "
-        f"{', '.join(shipped_models()) or 'none'}; other weights need their own: run faceprint "
-        "calibrate --gallery on your faces)"
+        f"{', '.join(shipped_models()) or 'none'}; a MODEL_DIR brings its own when it is the embedder; "
+        "other weights need their own: run faceprint calibrate --gallery on your faces)"
     )
 
 
 def impostor_distribution(model: str) -> ImpostorDistribution:
-    """The shipped impostor distribution of ``model``; raises :class:`GalleryError` when
-    none is shipped (:func:`missing_reason`) or when the file is corrupt."""
-    dist = shipped_distribution(model)
+    """The registered or shipped impostor distribution of ``model`` (:func:`find_distribution`);
+    raises :class:`GalleryError` when there is none (:func:`missing_reason`) or when the
+    file is corrupt."""
+    dist = find_distribution(model)
     if dist is None:
         raise GalleryError(missing_reason(model) + "; use an explicit threshold")
     return dist

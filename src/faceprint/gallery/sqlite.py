@@ -34,8 +34,10 @@ from .records import (
     FaceRecord,
     Person,
     Snapshot,
+    changed_while_reembedding,
     check_metadata,
     check_name,
+    check_replacement,
     check_vectors,
     new_person_id,
     now_iso,
@@ -329,6 +331,41 @@ class SqliteStore(SqliteFile):
                 conn.execute("DELETE FROM settings WHERE key = ?", (key,))
             else:
                 conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+
+    def replace_vectors(
+        self, model: str, dim: int, vectors: Mapping[str, NDArray[np.float32]], drop: Sequence[str] = ()
+    ) -> None:
+        """Re-embed the gallery in one transaction (see :class:`~.records.Store`). The ANN
+        cache is deleted before the transaction (so no process reads it as current
+        meanwhile) and again after it (another process may have rebuilt it from the old
+        vectors in between), the in-memory index is dropped, and the WAL truncated so the
+        old vectors and the dropped faces leave no copy behind."""
+        vecs = check_replacement(self.location, dim, vectors, drop)
+        expected = set(vecs) | set(drop)
+        self._drop_index(expected)
+        with self._write("re-embed its faces") as conn:
+            found = {str(r[0]) for r in conn.execute("SELECT face_id FROM faces")}
+            if found != expected:
+                raise changed_while_reembedding(self.location, expected, found)
+            conn.executemany("DELETE FROM faces WHERE face_id = ?", [(f,) for f in drop])
+            conn.executemany(
+                "UPDATE faces SET vector = ?, model = ? WHERE face_id = ?",
+                [(v.astype("<f4").tobytes(), model, f) for f, v in vecs.items()],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("model", model), ("dim", str(dim))],
+            )
+            conn.execute("DELETE FROM settings WHERE key IN ('threshold', 'calibration')")
+        self._erase_wal()
+        self._drop_index(expected)
+
+    def _drop_index(self, face_ids: set[str]) -> None:
+        """Forget every search index of the faces ``face_ids``: the in-memory one (rebuilt
+        from the next snapshot) and the ANN cache files when they hold any of them."""
+        self._search = LocalSearch(self, self.index_path)
+        if self.index_path is not None:
+            drop_if_holds(self.index_path, face_ids)
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.location!r})"
