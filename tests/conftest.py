@@ -109,3 +109,15 @@ def lfw_chips(n: int, minimum: int) -> list[Any]:
             break
     assert len(crops) >= minimum, f"only {len(crops)} faces found in {root}"
     return crops
+
+
+@pytest.fixture(scope="session")
+def stock_model_dir(dat: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MODEL_DIR (``faceprint-model/1``) of dlib's stock weights posing as a fine-tuned
+    model (network ``dlib-ft``, version ``test``), its impostor distributions fitted on
+    LFW dev scores: the vectors of ``dlib-onnx`` under another model id. Read-only for
+    tests: copy it before changing anything (see tests/model_dirs.py)."""
+    from model_dirs import build_stock_model_dir
+
+    lfw = need(LFW / "pairsDevTest.txt").parent
+    return build_stock_model_dir(tmp_path_factory.mktemp("model-dir") / "stock-ft", dat, lfw)

@@ -98,11 +98,13 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _check_dir(path: Path) -> None:
-    if not path.exists():
-        raise _refuse(f"no MODEL_DIR at {path}: expected {_HELP}, found nothing there")
-    if not path.is_dir():
-        raise _refuse(f"{path} is a file, expected a MODEL_DIR: {_HELP}")
+def _check_dir(path: str | os.PathLike[str]) -> None:
+    """Refuse ``path`` (named as given) unless it is an existing directory."""
+    where = Path(path).expanduser()
+    if not where.exists():
+        raise _refuse(f"no MODEL_DIR at {os.fspath(path)}: expected {_HELP}, found nothing there")
+    if not where.is_dir():
+        raise _refuse(f"{os.fspath(path)} is a file, expected a MODEL_DIR: {_HELP}")
 
 
 def _check_card(card: Any, where: str) -> dict[str, Any]:
@@ -155,7 +157,7 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     reads, well typed. The files it lists are not checked here (:func:`check_model_dir`).
     Raises :class:`~faceprint.errors.ModelUnavailableError`."""
     base = Path(path).expanduser()
-    _check_dir(base)
+    _check_dir(path)
     card_path = base / CARD_FILE
     if not card_path.is_file():
         found = sorted(p.name for p in base.iterdir())
