@@ -144,7 +144,7 @@ def tiny_model_dir(out: Path, dim: int = 8, flip: bool = True, **card: Any) -> P
     )
 
 
-def _lfw_chips(lfw: Path, people: int) -> list[NDArray[np.uint8]]:
+def yunet_lfw_chips(lfw: Path, people: int) -> list[NDArray[np.uint8]]:
     """The central face of the first image of ``people`` LFW dev people (spread over the
     alphabet), as dlib 150x150 RGB chips aligned on YuNet's landmarks."""
     from faceprint.alignment import align_face
@@ -184,7 +184,7 @@ def build_stock_model_dir(out: Path, dat: Path, lfw: Path) -> Path:
 
     data = to_onnx(read_network(dat)).SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    chips = np.stack(_lfw_chips(lfw, STOCK_PEOPLE))
+    chips = np.stack(yunet_lfw_chips(lfw, STOCK_PEOPLE))
     mirrored = np.ascontiguousarray(chips[:, :, ::-1])
     plain = session.run([OUTPUT_NAME], {INPUT_NAME: chips})[0]
     flipped = session.run([OUTPUT_NAME], {INPUT_NAME: mirrored})[0]
