@@ -12,6 +12,12 @@ same ``.dat`` file and give the same vectors (cosine >= 0.9999998 on LFW), so bo
 ``network = "dlib"``, hash that ``.dat``, and share one id; their galleries are
 interchangeable. Other weights (a fine-tuned or swapped file) hash differently, so their
 vectors get another id and a gallery refuses them.
+
+**Fine-tuned models.** ``faceprint train`` writes a MODEL_DIR (:mod:`.model_dir`); an
+embedder argument that is a path to one builds a
+:class:`~faceprint.embedding.model_dir.ModelDirEmbedder` named by that path
+(:func:`faceprint.registry.create_embedder`), whose id is ``<network>@<version>+<sha8 of
+its model.onnx>`` from its card.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from ..types import Image
 class Embedder(Protocol):
     """Maps aligned RGB uint8 crops to ``(N, dim)`` float32 L2-normalised vectors."""
 
-    name: str  # registry name: the runtime (``dlib``, ``dlib-onnx``)
+    name: str  # registry name: the runtime (``dlib``, ``dlib-onnx``), or a MODEL_DIR's path as given
     network: str  # the network whose weights make the vectors; shared by runtimes of one network
     version: str
     weights_sha256: str  # hex sha256 of the weights file the vectors come from (see model_id)

@@ -12,20 +12,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from faceprint.errors import IncompatibleEmbeddingError
+from faceprint.errors import GalleryError, IncompatibleEmbeddingError
 from faceprint.gallery import open_gallery, open_store
 from faceprint.gallery.gallery import Gallery
-from faceprint.gallery.records import Store
+from faceprint.gallery.records import FaceRecord, Store
 from faceprint.gallery.sqlite import SqliteStore
 from faceprint.recognizer import Recognizer
 
-from .conftest import KNN
+from .conftest import KNN, StoreFactory
 from .test_gallery_durability import HOOK, _wait_for
 
 STOCK = "dlib@resnet_v1+55533b28"
@@ -170,3 +171,29 @@ def test_sigkill_inside_the_reembed_transaction_leaves_the_gallery_as_it_was(
         assert after.keys() == before.keys()
         assert all(np.array_equal(before[f], after[f]) for f in before)
         assert _labels(g, KNN / "test" / "obama1.jpg") == [["obama"]]
+
+
+def test_replace_vectors_can_change_the_dimension_on_every_backend(store_factory: StoreFactory) -> None:
+    """A model of another dimension: the vectors, the bound (model, dim) and the search
+    (pgvector's typed column and HNSW index) all follow, in one transaction."""
+    rng = np.random.default_rng(0)
+
+    def unit(n: int, dim: int) -> np.ndarray:
+        v = rng.standard_normal((n, dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    store = store_factory()
+    for i, v in enumerate(unit(4, 128)):
+        store.add_faces(f"p{i}", [FaceRecord(uuid.uuid4().hex, f"p{i}", v, STOCK, f"sha{i}")])
+    ids = list(store.snapshot().face_ids)
+    new = dict(zip(ids[:3], unit(3, 16), strict=True))
+    with pytest.raises(GalleryError, match="changed while it was re-embedded"):
+        store.replace_vectors("dlib-ft@x+00000000", 16, new)  # p3's face is neither re-embedded nor dropped
+    assert store.model() == (STOCK, 128)
+    store.replace_vectors("dlib-ft@x+00000000", 16, new, [ids[3]])
+    assert store.model() == ("dlib-ft@x+00000000", 16)
+    snap = store.snapshot()
+    assert list(snap.face_ids) == ids[:3] and snap.vectors.shape == (3, 16)
+    hits = store.search_faces(np.stack([new[ids[1]]]), 2)
+    assert hits[0][0][:2] == (ids[1], "p1") and hits[0][0][2] == pytest.approx(1.0, abs=1e-5)
+    assert store.count_people() == 3 and {f.model for f in store.person("p0")[1]} == {"dlib-ft@x+00000000"}
