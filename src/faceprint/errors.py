@@ -112,3 +112,9 @@ class IncompatibleEmbeddingError(FaceprintError):
 class VideoError(FaceprintError):
     """A video source that cannot be opened or read: a missing or corrupt file, a file with
     no frames, an unsupported URL scheme, a camera that is absent or disconnects."""
+
+
+class TrainingError(FaceprintError):
+    """Fine-tuning cannot run as asked: a training folder too small for the loss (fewer
+    than 2 people with 2+ usable images), a bad hyper-parameter, a device that is absent,
+    an output directory that cannot be written, a checkpoint that does not fit the run."""

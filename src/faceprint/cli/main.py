@@ -1,5 +1,5 @@
 """``faceprint`` entry point: detect, verify, enroll, identify, lookalike, gallery, models, eval,
-calibrate, watch, serve, keys, index, cluster, photos.
+calibrate, watch, serve, keys, index, cluster, photos, train.
 
 Exit codes: 0 success, 1 error (one line on stderr, never a traceback), 2 usage error.
 """
@@ -18,6 +18,7 @@ from .evaluate import calibrate, eval_app
 from .gallery import enroll, gallery_app, identify, lookalike
 from .models import models_app
 from .server import keys_app, serve
+from .train import train
 from .video import watch
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app.command()(watch)
 app.command()(serve)
 app.command()(index)
 app.command()(photos)
+app.command()(train)
 
 DetectorOpt = common.DetectorOpt
 EmbedderOpt = common.EmbedderOpt

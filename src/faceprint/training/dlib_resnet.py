@@ -270,8 +270,20 @@ class DlibResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Raw descriptors ``(N, 128)`` of normalised NCHW input ``(N, 3, 150, 150)``."""
+        return self.run(x, 0, len(self.layers))
+
+    def run(self, x: Tensor, start: int, stop: int) -> Tensor:
+        """Layers ``start`` to ``stop - 1`` on ``x``; :meth:`forward` is ``run(x, 0, len)``.
+
+        Why: fine-tuning only the upper layers runs the frozen lower part without
+        gradients, then the rest with them. ``start`` must be ``0`` or a block start
+        (:meth:`block_starts`), where no tag set below is read above, so the two parts
+        need not share their tags.
+        """
+        if start not in (0, len(self.layers)) and start not in {i for i, _ in self.block_starts()}:
+            raise ValueError(f"layer {start} is not a block start: expected one of {self.block_starts()}")
         tags: dict[int, Tensor] = {}
-        for module in self.layers:
+        for module in self.layers[start:stop]:
             if isinstance(module, Route):
                 if module.kind == "tag":
                     tags[module.tag] = x
@@ -282,6 +294,18 @@ class DlibResNet(nn.Module):
             else:
                 x = module(x)
         return x
+
+    def block_starts(self) -> list[tuple[int, int]]:
+        """``(layer index, output channels)`` of every residual block's first layer (its
+        ``tag``), bottom-up: where the network may be split (:meth:`run`)."""
+        out: list[tuple[int, int]] = []
+        for i, module in enumerate(self.layers):
+            if isinstance(module, Route) and module.kind == "tag" and i + 1 < len(self.layers):
+                nxt = self.layers[i + 1]
+                conv = nxt[0] if isinstance(nxt, nn.Sequential) else nxt
+                if isinstance(conv, nn.Conv2d):
+                    out.append((i, int(conv.out_channels)))
+        return out
 
     def embed(self, crops: Sequence[Image] | NDArray[np.uint8], batch_size: int = 32) -> NDArray[np.float32]:
         """``(N, 128)`` float32 L2-normalised descriptors of RGB uint8 crops, no gradients;
