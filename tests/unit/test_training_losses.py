@@ -97,3 +97,18 @@ def test_cosface_starts_from_the_centroids_and_its_loss_falls_when_trained() -> 
     assert head(emb, labels).loss.item() < first
     with pytest.raises(ValueError, match="centroids of shape"):
         CosFace(3, 8, centroids=centres)
+
+
+def test_cli_defaults_are_train_configs() -> None:
+    """`faceprint train` repeats TrainConfig's defaults (its --help must not import torch)."""
+    import inspect
+
+    from faceprint.cli import train as cli
+    from faceprint.training.finetune import TrainConfig
+
+    params = inspect.signature(cli.train).parameters
+    want = TrainConfig()
+    assert want.augment == cli.DEFAULT_AUGMENT
+    for name in ("epochs", "patience", "loss", "distill", "margin", "lr", "tune", "people_per_batch",
+                 "images_per_person", "val_fraction", "seed", "device"):  # fmt: skip
+        assert params[name].default == getattr(want, name), name

@@ -18,6 +18,9 @@ import typer
 from . import common
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the model card as JSON instead of a summary")]
+#: ``TrainConfig``'s defaults, repeated so that ``--help`` imports no torch (a unit test
+#: holds the two together).
+DEFAULT_AUGMENT = "flip,crop,rotate,lowres:p=0.8,jpeg"
 #: Bases the torch twin can start from: both run dlib's ResNet v1 weights.
 BASES = ("dlib-onnx", "dlib")
 _SLUG = re.compile(r"[^a-z0-9._-]+")
@@ -63,21 +66,34 @@ def train(
         typer.Option(
             help="augmentations, e.g. flip,crop,lowres or lowres:p=0.7:min=20 (names: flip crop rotate "
             "colour "
-            "grey blur jpeg lowres occlude; 'none' for none; default flip,crop)"
+            f"grey blur jpeg lowres occlude; 'none' for none; default {DEFAULT_AUGMENT})"
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="at most this many epochs")] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="at most this many epochs")] = 16,
     patience: Annotated[
         int, typer.Option(min=1, help="stop after this many epochs without a better validation score")
-    ] = 3,
-    loss: Annotated[str, typer.Option(help="batch-hard, semi-hard (triplets) or cosface")] = "batch-hard",
+    ] = 4,
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="batch-hard, semi-hard (online-mined triplets), cosface, or distill "
+            "(the distillation term alone)"
+        ),
+    ] = "distill",
+    distill: Annotated[
+        float,
+        typer.Option(
+            help="weight of the distillation term: 1 - cosine between each augmented face's vector and the "
+            "starting model's vector of the clean face (0: off)"
+        ),
+    ] = 1.0,
     margin: Annotated[
         float, typer.Option(help="loss margin (triplets: Euclidean on unit vectors; cosface: cosine)")
     ] = 0.2,
-    lr: Annotated[float, typer.Option(help="learning rate (Adam) of the trained layers")] = 1e-4,
+    lr: Annotated[float, typer.Option(help="learning rate (Adam) of the trained layers")] = 3e-5,
     tune: Annotated[
         str, typer.Option(help="layers to train: all, or from the first block of 64, 128 or 256 channels up")
-    ] = "128",
+    ] = "all",
     people_per_batch: Annotated[
         int, typer.Option("--people-per-batch", "-P", min=2, help="people per batch")
     ] = 32,
@@ -120,12 +136,13 @@ def train(
         raise common.fail(str(exc)) from None
     try:
         config = TrainConfig(
-            augment=augment if augment is not None else TrainConfig.augment,
+            augment=augment if augment is not None else DEFAULT_AUGMENT,
             epochs=epochs,
             patience=patience,
             people_per_batch=people_per_batch,
             images_per_person=images_per_person,
             loss=loss,
+            distill=distill,
             margin=margin,
             lr=lr,
             tune=tune,
@@ -143,7 +160,11 @@ def train(
     ckpt_dir = out.parent / f"{out.name}.checkpoint"
     if resume and not (ckpt_dir / "last.pt").is_file():
         raise common.fail(f"--resume: no checkpoint at {ckpt_dir / 'last.pt'} (nothing to resume)")
-    card = _run(people_dir, out, slug, base, detector, face, config, ckpt_dir, resume)
+    try:
+        card = _run(people_dir, out, slug, base, detector, face, config, ckpt_dir, resume)
+    except KeyboardInterrupt:  # outside the training loop (finding faces, exporting)
+        common.err.print(f"error: interrupted; nothing was written to {out}", markup=False)
+        sys.exit(130)
     if not keep_checkpoint:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     if as_json:

@@ -37,8 +37,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 __all__ = ["LOSSES", "CosFace", "LossOut", "batch_hard", "distances", "semi_hard"]
 
-#: The loss names ``faceprint train --loss`` accepts.
-LOSSES = ("batch-hard", "semi-hard", "cosface")
+#: The loss names ``faceprint train --loss`` accepts: ``distill`` is the distillation term
+#: of :mod:`.finetune` alone (no metric loss).
+LOSSES = ("batch-hard", "semi-hard", "cosface", "distill")
 
 
 @dataclass(frozen=True)
