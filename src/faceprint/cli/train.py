@@ -49,7 +49,12 @@ def train(
         Path, typer.Option("--dir", help="training faces: one sub-folder per person, DIR/<person>/<image>")
     ],
     out: Annotated[
-        Path, typer.Option("--out", help="MODEL_DIR to write (replaced atomically when it holds a model)")
+        Path,
+        typer.Option(
+            "--out",
+            help="MODEL_DIR to write (replaced atomically when it holds a model)",
+            callback=common.check_out_dir,
+        ),
     ],
     base: Annotated[
         str, typer.Option(help=f"starting model: {' or '.join(BASES)} (the same weights)")
@@ -125,7 +130,6 @@ def train(
         raise common.usage(f"--face must be largest or central, got {face!r}")
     if not people_dir.is_dir():
         raise common.fail(f"--dir {people_dir} is not a directory (expected DIR/<person>/<image>)")
-    common.check_out_dir(out)
     slug = model_name(name, out)
 
     from ..errors import TrainingError
@@ -167,6 +171,12 @@ def train(
         sys.exit(130)
     if not keep_checkpoint:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if card["training"]["best_epoch"] == 0:
+        common.err.print(
+            "note: no epoch beat the starting network on the validation people, so the model holds "
+            "its weights unchanged (under a new model id); more or other data, or other settings, may help",
+            markup=False,
+        )
     if as_json:
         common.print_json(card)
         return
@@ -240,10 +250,13 @@ def _run(
         stop["requested"] = True
         common.err.print("stopping after the current step (Ctrl-C again to abort at once)...", markup=False)
 
+    what = "samples" if config.loss == "cosface" else "triplets"
+
     def on_epoch(rec_: dict[str, Any]) -> None:
         parts = [f"epoch {rec_['epoch']}"]
         if rec_["loss"] is not None:
-            parts.append(f"loss {rec_['loss']:.4f}, active triplets {rec_['active']:.0%}")
+            active = "" if config.loss == "distill" else f", active {what} {rec_['active']:.0%}"
+            parts.append(f"loss {rec_['loss']:.4f}{active}")
         tar = ", ".join(
             f"{k.removeprefix('tar_')} {v:.3f}"
             for k, v in rec_.items()
