@@ -34,7 +34,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def run_faceprint(
-    detector: str, embedder: str, paths: list[Path], threads: int | None = None
+    detector: str, embedder: str, paths: list[Path], threads: int | None = None, flip: bool = False
 ) -> dict[str, Any]:
     """Time the pipeline stage by stage, batched the way ``Recognizer.process_batch`` is:
     each chunk of 32 images is decoded, detected, aligned, then embedded in one call."""
@@ -42,7 +42,7 @@ def run_faceprint(
     from faceprint.io import load_image
     from faceprint.recognizer import Recognizer
 
-    rec = Recognizer(detector=detector, embedder=embedder, threads=threads)
+    rec = Recognizer(detector=detector, embedder=embedder, threads=threads, flip=flip)
     rec.process(paths[0])  # warm-up: model load and first-call costs are not per image
     t_dec = t_det = t_align = t_emb = 0.0
     faces_n = 0
@@ -64,7 +64,8 @@ def run_faceprint(
         t_emb += d
         faces_n += len(crops)
     total = time.perf_counter() - t0
-    label = f"faceprint {detector}+{embedder}" + (f" ({threads} thread)" if threads == 1 else "")
+    label = f"faceprint {detector}+{embedder}" + ("+flip" if flip else "")
+    label += f" ({threads} thread)" if threads == 1 else ""
     return _row(label, len(paths), faces_n, total, t_dec, t_det, t_align, t_emb)
 
 
@@ -121,6 +122,7 @@ def main() -> None:
     for set_name, paths in sets.items():
         for runner in (
             lambda p: run_faceprint("yunet", "dlib-onnx", p),
+            lambda p: run_faceprint("yunet", "dlib-onnx", p, flip=True),
             lambda p: run_faceprint("yunet", "dlib-onnx", p, threads=1),
             lambda p: run_faceprint("scrfd", "dlib-onnx", p),
             lambda p: run_faceprint("yunet", "dlib", p),
