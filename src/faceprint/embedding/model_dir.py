@@ -59,6 +59,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import GalleryError, ModelUnavailableError
+from ..models import sha256_file
 from ..types import Image
 from . import format_model_id
 from .dlib import chip_templates
@@ -217,14 +218,6 @@ class ModelDir:
         return format_model_id(self.network, self.version, self.weights_sha256, flip, str(self.path))
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _inspect(path: str | os.PathLike[str], read_model: bool) -> tuple[ModelDir, bytes | None]:
     """:func:`check_model_dir`; with ``read_model`` also the bytes of ``model.onnx`` that
     were hashed (what the embedder then runs)."""
@@ -247,7 +240,7 @@ def _inspect(path: str | os.PathLike[str], read_model: bool) -> tuple[ModelDir, 
                 model_bytes = (base / name).read_bytes()
                 found = hashlib.sha256(model_bytes).hexdigest()
             else:
-                found = _sha256_file(base / name)
+                found = sha256_file(base / name)
         except OSError as exc:
             raise _refuse(f"cannot read {name} in {base}: {exc.strerror or exc}") from None
         if found != expected.lower():

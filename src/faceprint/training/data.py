@@ -14,7 +14,6 @@ Everything random takes a seeded ``numpy.random.Generator``, so a run is reprodu
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..alignment import AlignmentTemplate, align
 from ..errors import FaceprintError, TrainingError
 from ..evaluation.folders import read_labelled_dir
 from ..io import load_image
+from ..models import sha256_file
 from ..selection import central_face, largest_face
 from ..types import Face
 from .augment import CONTEXT, MARGIN
@@ -103,14 +103,6 @@ class FaceSet:
         return np.flatnonzero(self.counts >= MIN_IMAGES).astype(np.int64)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_faces(
     root: str | Path,
     detect: Callable[[NDArray[np.uint8]], list[Face]],
@@ -160,7 +152,7 @@ def load_faces(
                 chips.append(align(image, chosen.landmarks, tpl))
                 labels.append(label)
                 paths.append(str(path))
-                hashes.append(_sha256(path))
+                hashes.append(sha256_file(path))
             if progress is not None:
                 progress(1)
     stack = np.stack(chips) if chips else np.zeros((0, CONTEXT, CONTEXT, 3), np.uint8)

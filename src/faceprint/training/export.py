@@ -24,7 +24,6 @@ kill during export leaves the previous model intact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -49,6 +48,7 @@ from ..embedding.onnx_session import embed_batched, new_session
 from ..errors import GalleryError, TrainingError
 from ..evaluation import metrics
 from ..gallery.scoring import MIN_FIT_SCORES, fit_distribution
+from ..models import sha256_file
 from .dlib_resnet import Affine, DlibResNet
 from .finetune import pair_scores
 
@@ -99,14 +99,6 @@ def onnx_bytes(net: Network, model: DlibResNet, name: str) -> bytes:
     no ``source_sha256``, so nothing can take it for the converted stock ``.dat``."""
     graph = to_onnx(network_with_weights(net, model), {"faceprint_model": name, "network": NETWORK})
     return bytes(graph.SerializeToString())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def run_onnx(path: Path, chips: NDArray[np.uint8], batch: int = 64) -> NDArray[np.float32]:
@@ -222,7 +214,7 @@ def _build(
         fh.write(onnx_bytes(net, model, name))
         fh.flush()
         os.fsync(fh.fileno())
-    sha = _sha256(onnx_path)
+    sha = sha256_file(onnx_path)
     model_id = f"{NETWORK}@{name}+{sha[:ID_SHA_CHARS]}"
     emb = run_onnx(onnx_path, chips)
     ref = model.embed(chips)
@@ -248,7 +240,7 @@ def _build(
                 f"{exc} (the impostor distribution is fitted on {source}; need {MIN_FIT_SCORES} pairs)"
             ) from None
         _write_json(tmp / file, dist)
-        files[file] = _sha256(tmp / file)
+        files[file] = sha256_file(tmp / file)
         thresholds[key] = round(threshold, 4)
         fits[key] = summary
     full = {
