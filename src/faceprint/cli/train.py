@@ -215,11 +215,12 @@ def _run(
     dat = resolve("dlib")
     net = read_network(dat)
     model = DlibResNet(net)
+    from ..errors import FaceprintError
     from ..evaluation.folders import read_labelled_dir
 
     try:
         n_images = sum(len(v) for v in read_labelled_dir(people_dir).values())
-    except Exception as exc:
+    except FaceprintError as exc:  # not a folder of people: one line, before any model loads
         raise common.fail(str(exc)) from None
     with common.progress_bar("finding faces", n_images) as advance:
         faces = load_faces(people_dir, rec.detector.detect, chip_templates(), face, advance)  # type: ignore[arg-type]

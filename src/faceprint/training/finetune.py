@@ -48,7 +48,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +172,6 @@ class TrainResult:
     stopped: bool
     wall_s: float
     config: TrainConfig
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def before(self) -> dict[str, Any]:
