@@ -220,7 +220,7 @@ def _run(
 
     try:
         n_images = sum(len(v) for v in read_labelled_dir(people_dir).values())
-    except FaceprintError as exc:  # not a folder of people: one line, before any model loads
+    except FaceprintError as exc:  # not a folder of people: one error line
         raise common.fail(str(exc)) from None
     with common.progress_bar("finding faces", n_images) as advance:
         faces = load_faces(people_dir, rec.detector.detect, chip_templates(), face, advance)  # type: ignore[arg-type]
