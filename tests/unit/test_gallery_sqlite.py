@@ -323,3 +323,57 @@ def test_a_read_only_version_1_file_is_refused_untouched() -> None:
     finally:
         base.chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+class _InterruptAfter:
+    """A connection that raises KeyboardInterrupt just after running a chosen statement:
+    where Python delivers a Ctrl-C that arrived while SQLite ran it."""
+
+    def __init__(self, conn: sqlite3.Connection, statement: str) -> None:
+        self.conn, self.statement = conn, statement
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cur = self.conn.execute(sql, *args)
+        if sql == self.statement:
+            self.statement = ""  # once
+            raise KeyboardInterrupt
+        return cur
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+@pytest.mark.parametrize("statement", ["BEGIN IMMEDIATE", "BEGIN"])
+def test_ctrl_c_just_after_begin_leaves_no_transaction_open(tmp_path: Path, statement: str) -> None:
+    s = SqliteStore(tmp_path / "g.sqlite")
+    s.add_faces("a", faces("a", 1, sha="a"))
+    real = s._conn
+    assert real is not None
+    s._conn = _InterruptAfter(real, statement)  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        if statement == "BEGIN":
+            s.people()
+        else:
+            s.add_faces("b", faces("b", 1, sha="b"))
+    assert not real.in_transaction  # rolled back, so no write lock is held either
+    s._conn = real
+    assert [p.name for p in s.people()] == ["a"]
+    other = SqliteStore(tmp_path / "g.sqlite")
+    other.add_faces("c", faces("c", 1, sha="c"))  # another writer gets the lock
+    assert sorted(p.name for p in s.people()) == ["a", "c"]
+    other.close()
+    s.close()
+
+
+def test_a_transaction_an_interrupt_left_open_is_rolled_back_by_the_next_call(tmp_path: Path) -> None:
+    """The window the try cannot cover: a Ctrl-C inside contextlib's ``__enter__`` after the
+    generator's BEGIN, so neither its rollback nor ``__exit__`` runs until it is collected."""
+    s = SqliteStore(tmp_path / "g.sqlite")
+    s.add_faces("a", faces("a", 1, sha="a"))
+    assert s._conn is not None
+    s._conn.execute("BEGIN IMMEDIATE")
+    s._conn.execute("DELETE FROM faces")  # an unfinished write nobody will commit
+    assert [p.name for p in s.people()] == ["a"]  # not "cannot start a transaction within a transaction"
+    s.add_faces("b", faces("b", 1, sha="b"))
+    assert sorted(p.name for p in s.people()) == ["a", "b"]
+    s.close()

@@ -229,8 +229,8 @@ class SqliteFile:
         every person a fresh uuid4 hex (:func:`~.records.new_person_id`), index it unique
         and bump the schema version (``meta`` and ``user_version``). Another process that
         upgraded it meanwhile (seen under the write lock) leaves nothing to do."""
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is not None and int(row[0]) == 1:
                 conn.execute("ALTER TABLE people ADD COLUMN uid TEXT NOT NULL DEFAULT ''")
@@ -255,8 +255,8 @@ class SqliteFile:
         row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
         if row is None or upgrade_model_id(str(row[0])) is None:
             return
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()  # under the lock
             new = upgrade_model_id(str(row[0])) if row else None
             if new is not None:
@@ -319,8 +319,8 @@ class SqliteFile:
         conn.execute("PRAGMA synchronous = FULL")
         if conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'meta'").fetchone()[0]:
             return
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             # one statement at a time: executescript() would COMMIT the open transaction
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -366,8 +366,8 @@ class SqliteFile:
                 return
             block: AbstractContextManager[object] = self._read() if readonly else self._write("write")
             with block:
-                self._tx = "read" if readonly else "write"
                 try:
+                    self._tx = "read" if readonly else "write"
                     yield
                 finally:
                     self._tx = None
@@ -393,11 +393,13 @@ class SqliteFile:
                 raise GalleryError(
                     f"gallery {self.path}: cannot {action}: the file or its directory is read-only"
                 )
+            self._drop_stale(conn)
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise self._error(action, exc) from None
-            try:
+                # BEGIN inside the try: a Ctrl-C raised as soon as it returns is rolled back here
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise self._error(action, exc) from None
                 yield conn
                 if bump:
                     conn.execute(
@@ -411,6 +413,18 @@ class SqliteFile:
                 if isinstance(exc, sqlite3.Error):
                     raise self._error(action, exc) from None
                 raise
+
+    def _drop_stale(self, conn: sqlite3.Connection) -> None:
+        """Roll back a transaction nobody owns before starting one. Only a KeyboardInterrupt
+        raised in the few bytecodes between a context manager's ``BEGIN`` and the code that
+        would have ended it (inside ``contextlib``'s ``__enter__``) leaves one: called with no
+        transaction of ours open (``_tx`` is None, lock held), so it cannot be a live one.
+        Without this, Ctrl-C during an enrolment made the next read fail with "cannot start
+        a transaction within a transaction" and the uncommitted person still held the write
+        lock."""
+        if conn.in_transaction:
+            log.debug("gallery %s: rolling back a transaction an interrupt left open", self.path)
+            conn.execute("ROLLBACK")
 
     @contextmanager
     def _savepoint(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -468,9 +482,10 @@ class SqliteFile:
             if conn is None:
                 yield None
                 return
+            self._drop_stale(conn)
             try:
-                conn.execute("BEGIN")
                 try:
+                    conn.execute("BEGIN")  # inside the try, as in _write
                     yield conn
                 finally:
                     if conn.in_transaction:
