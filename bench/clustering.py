@@ -161,8 +161,10 @@ def load_ours() -> Callable[..., Labels] | None:
         fn: Callable[..., Labels] = mod.cluster_faces
         return fn
     except Exception as exc:  # missing module, or one half-written by its author
-        print(f"ours skipped: cannot import {CLUSTER_MODULE}.cluster_faces ({type(exc).__name__}: {exc})",
-              file=sys.stderr)
+        print(
+            f"ours skipped: cannot import {CLUSTER_MODULE}.cluster_faces ({type(exc).__name__}: {exc})",
+            file=sys.stderr,
+        )
         return None
 
 
@@ -262,8 +264,12 @@ def embed_lfw(lfw: Path, cache: Path | None, workers: int) -> tuple[list[Path], 
         if str(z["model"]) == model and np.array_equal(z["paths"], rel):
             ok = z["ok"]
             print(f"vectors from {cache}", file=sys.stderr)
-            return ([p for p, o in zip(paths, ok, strict=True) if o], z["vectors"][ok].astype(np.float32),
-                    [p for p, o in zip(paths, ok, strict=True) if not o], model)
+            return (
+                [p for p, o in zip(paths, ok, strict=True) if o],
+                z["vectors"][ok].astype(np.float32),
+                [p for p, o in zip(paths, ok, strict=True) if not o],
+                model,
+            )
     t0 = time.perf_counter()
     done = [0]
 
@@ -281,8 +287,12 @@ def embed_lfw(lfw: Path, cache: Path | None, workers: int) -> tuple[list[Path], 
             vecs[i] = v
     if cache is not None:
         np.savez(cache, paths=rel, ok=ok, vectors=vecs, model=np.array(model))
-    return ([p for p, o in zip(paths, ok, strict=True) if o], vecs[ok],
-            [p for p, o in zip(paths, ok, strict=True) if not o], model)
+    return (
+        [p for p, o in zip(paths, ok, strict=True) if o],
+        vecs[ok],
+        [p for p, o in zip(paths, ok, strict=True) if not o],
+        model,
+    )
 
 
 def raw_norm_median(paths: Sequence[Path], n: int = 40) -> float | None:
@@ -419,7 +429,10 @@ def lfw_job(algo: str, params: Params, x: F32, groups: list[str] | None) -> tupl
 
 
 def fit_and_test(
-    algo: str, grid: list[Params], tr: tuple[F32, Labels, list[str]], te: tuple[F32, Labels, list[str]],
+    algo: str,
+    grid: list[Params],
+    tr: tuple[F32, Labels, list[str]],
+    te: tuple[F32, Labels, list[str]],
     limit: float,
 ) -> dict[str, Any]:
     """Grid on train (max BCubed F), then the chosen parameters on test. ``ours`` and the
@@ -449,8 +462,14 @@ def fit_and_test(
     t0 = time.perf_counter()
     labels = RUNNERS[algo](te[0], best["params"], te[2])
     test = {"wall_s": time.perf_counter() - t0, **score(te[1], labels)}
-    return {"params": best["params"], "train": {k: v for k, v in best.items() if k != "params"},
-            "test": test, "grid": trials, "chosen_at_grid_edge": edge, "settings_that_raised": failed}
+    return {
+        "params": best["params"],
+        "train": {k: v for k, v in best.items() if k != "params"},
+        "test": test,
+        "grid": trials,
+        "chosen_at_grid_edge": edge,
+        "settings_that_raised": failed,
+    }
 
 
 def _pair_photos(x: F32, truth: Labels, how: str, seed: int = 0) -> I64:
@@ -523,8 +542,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000", help="synthetic sizes for speed (comma list)")
     ap.add_argument("--quick", action="store_true", help="coarse grids, smallest size only")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "clustering.json")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/faceprint_clustering_lfwdev.npz"),
-                    help="embedding cache (.npz); '' for none")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/faceprint_clustering_lfwdev.npz"),
+        help="embedding cache (.npz); '' for none",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds per parameter grid")
     ap.add_argument("--speed-limit", type=float, default=200.0, help="seconds per speed run")
@@ -556,9 +579,11 @@ def main() -> None:
         return x[m], y[m], [r for r, k in zip(rel, m, strict=True) if k]
 
     tr, te = subset(train_people), subset(test_people)
-    print(f"train: {len(tr[0])} faces of {len(set(tr[1].tolist()))} people; "
-          f"test: {len(te[0])} faces of {len(set(te[1].tolist()))} people; overlap {len(overlap)}",
-          file=sys.stderr)
+    print(
+        f"train: {len(tr[0])} faces of {len(set(tr[1].tolist()))} people; "
+        f"test: {len(te[0])} faces of {len(set(te[1].tolist()))} people; overlap {len(overlap)}",
+        file=sys.stderr,
+    )
 
     algos = [s for s in a.algos.split(",") if s]
     ours_fn = load_ours() if "ours" in algos else None
@@ -580,9 +605,11 @@ def main() -> None:
         if raw_norm:
             thresholds["folk_0.5_rescaled"] = round(FOLK_CW / raw_norm, 4)
         for name, t in thresholds.items():
-            extra[name] = {"threshold": t,
-                           "train": score(tr[1], run_cw(tr[0], {"threshold": t})),
-                           "test": score(te[1], run_cw(te[0], {"threshold": t}))}
+            extra[name] = {
+                "threshold": t,
+                "train": score(tr[1], run_cw(tr[0], {"threshold": t})),
+                "test": score(te[1], run_cw(te[0], {"threshold": t})),
+            }
         results["chinese-whispers"]["folk_default"] = extra
     group_variant = None
     if "ours" in algos and "params" in results.get("ours", {}):
@@ -615,11 +642,16 @@ def main() -> None:
         "machine": machine(),
         "model": model,
         "pipeline": "Recognizer() default (largest face per image)",
-        "data": {"lfw_dev_images": len(paths) + len(no_face), "faces": len(paths),
-                 "no_face": [str(p.relative_to(lfw)) for p in no_face],
-                 "train_people": len(train_people), "train_faces": len(tr[0]),
-                 "test_people": len(test_people), "test_faces": len(te[0]),
-                 "overlap_people": overlap},
+        "data": {
+            "lfw_dev_images": len(paths) + len(no_face),
+            "faces": len(paths),
+            "no_face": [str(p.relative_to(lfw)) for p in no_face],
+            "train_people": len(train_people),
+            "train_faces": len(tr[0]),
+            "test_people": len(test_people),
+            "test_faces": len(te[0]),
+            "overlap_people": overlap,
+        },
         "dlib_raw_descriptor_median_norm": raw_norm,
         "ours_available": ours_fn is not None,
         "quick": a.quick,
@@ -653,8 +685,20 @@ def print_table(payload: dict[str, Any]) -> None:
 
     con = Console(width=200)
     t = Table(title="held-out (test people) clustering of LFW dev, parameters fitted on train people")
-    for c in ("algorithm", "params", "B3 P", "B3 R", "B3 F", "train B3 F", "pair P", "pair R", "pair F",
-              "clusters>=2 / all / people", "not clustered", "s"):
+    for c in (
+        "algorithm",
+        "params",
+        "B3 P",
+        "B3 R",
+        "B3 F",
+        "train B3 F",
+        "pair P",
+        "pair R",
+        "pair F",
+        "clusters>=2 / all / people",
+        "not clustered",
+        "s",
+    ):
         t.add_column(c)
     for algo, r in payload["algorithms"].items():
         if "test" not in r:
@@ -666,12 +710,18 @@ def print_table(payload: dict[str, Any]) -> None:
             rows.append((f"{algo} ({name})", folk, fd["test"], fd["train"]["bcubed_f"]))
         for label, p, s, trf in rows:
             t.add_row(
-                label, ", ".join(f"{k}={v}" for k, v in p.items()),
-                f"{s['bcubed_precision']:.3f}", f"{s['bcubed_recall']:.3f}", f"{s['bcubed_f']:.3f}",
+                label,
+                ", ".join(f"{k}={v}" for k, v in p.items()),
+                f"{s['bcubed_precision']:.3f}",
+                f"{s['bcubed_recall']:.3f}",
+                f"{s['bcubed_f']:.3f}",
                 f"{trf:.3f}",
-                f"{s['pairwise_precision']:.3f}", f"{s['pairwise_recall']:.3f}", f"{s['pairwise_f']:.3f}",
+                f"{s['pairwise_precision']:.3f}",
+                f"{s['pairwise_recall']:.3f}",
+                f"{s['pairwise_f']:.3f}",
                 f"{s['clusters_size2plus']} / {s['clusters_all']} / {s['people']}",
-                f"{s['not_clustered']:.1%}", f"{s.get('wall_s', float('nan')):.2f}",
+                f"{s['not_clustered']:.1%}",
+                f"{s.get('wall_s', float('nan')):.2f}",
             )
     con.print(t)
     gv = payload.get("group_photo_variant")
@@ -681,10 +731,16 @@ def print_table(payload: dict[str, Any]) -> None:
             g.add_column(c)
         for how, name in [(h, n) for h in ("random", "lookalike") for n in ("groups_path", "groups_photo")]:
             s = gv[how][name]
-            g.add_row(f"{how} ({gv[how]['two_face_photos']})", name,
-                      f"{s['bcubed_precision']:.4f}", f"{s['bcubed_recall']:.4f}",
-                      f"{s['bcubed_f']:.4f}", f"{s['pairwise_precision']:.4f}", f"{s['pairwise_f']:.4f}",
-                      str(s["photos_in_one_cluster"]))
+            g.add_row(
+                f"{how} ({gv[how]['two_face_photos']})",
+                name,
+                f"{s['bcubed_precision']:.4f}",
+                f"{s['bcubed_recall']:.4f}",
+                f"{s['bcubed_f']:.4f}",
+                f"{s['pairwise_precision']:.4f}",
+                f"{s['pairwise_f']:.4f}",
+                str(s["photos_in_one_cluster"]),
+            )
         con.print(g)
     sp = Table(title="speed on synthetic clustered vectors (LFW-fitted parameters)")
     for c in ("algorithm", "faces", "wall s", "faces/s", "peak RSS growth MB", "synthetic B3 F"):
@@ -695,8 +751,14 @@ def print_table(payload: dict[str, Any]) -> None:
                 sp.add_row(algo, n, r.get("skipped") or r.get("error", "?"))
                 continue
             pk = r["peak_rss_growth_mb"]
-            sp.add_row(algo, n, f"{r['wall_s']:.2f}", f"{r['faces_per_s']:,.0f}",
-                       "?" if pk is None else f"{pk:.0f}", f"{r['bcubed_f']:.3f}")
+            sp.add_row(
+                algo,
+                n,
+                f"{r['wall_s']:.2f}",
+                f"{r['faces_per_s']:,.0f}",
+                "?" if pk is None else f"{pk:.0f}",
+                f"{r['bcubed_f']:.3f}",
+            )
     con.print(sp)
 
 
