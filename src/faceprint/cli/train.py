@@ -219,11 +219,13 @@ def _run(
     from ..evaluation.folders import read_labelled_dir
 
     try:
-        n_images = sum(len(v) for v in read_labelled_dir(people_dir).values())
+        folders = read_labelled_dir(people_dir)
     except FaceprintError as exc:  # not a folder of people: one error line
         raise common.fail(str(exc)) from None
+    n_images = sum(len(v) for v in folders.values())
     with common.progress_bar("finding faces", n_images) as advance:
-        faces = load_faces(people_dir, rec.detector.detect, chip_templates(), face, advance)  # type: ignore[arg-type]
+        pick: Any = face  # checked by load_faces ("largest" or "central")
+        faces = load_faces(people_dir, rec.detector.detect, chip_templates(), pick, advance, folders)
     for s in faces.skipped[:10]:
         common.err.print(f"skipped: {s.path}: {s.reason}", markup=False)
     if len(faces.skipped) > 10:

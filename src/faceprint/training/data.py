@@ -14,7 +14,7 @@ Everything random takes a seeded ``numpy.random.Generator``, so a run is reprodu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -109,8 +109,10 @@ def load_faces(
     templates: dict[str, AlignmentTemplate],
     face: FacePick = "largest",
     progress: Callable[[int], None] | None = None,
+    folders: Mapping[str, Sequence[Path]] | None = None,
 ) -> FaceSet:
-    """Detect and align one face per image of ``root`` (``DIR/<person>/<image>``).
+    """Detect and align one face per image of ``root`` (``DIR/<person>/<image>``;
+    ``folders``: that listing when the caller already made it, so the folder is read once).
 
     ``detect`` maps an RGB image to its faces (a detector's ``detect``); ``templates`` are
     the embedder's chip templates (moved into context chips here). An image with no face,
@@ -120,10 +122,11 @@ def load_faces(
     """
     if face not in ("largest", "central"):
         raise TrainingError(f"--face must be largest or central, got {face!r}")
-    try:
-        folders = read_labelled_dir(root)
-    except FaceprintError as exc:
-        raise TrainingError(str(exc)) from None
+    if folders is None:
+        try:
+            folders = read_labelled_dir(root)
+        except FaceprintError as exc:
+            raise TrainingError(str(exc)) from None
     ctx = context_templates(templates)
     chips: list[NDArray[np.uint8]] = []
     labels: list[int] = []
