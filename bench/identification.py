@@ -21,10 +21,16 @@ Images without a face: an enrolment image without one leaves its person unenroll
 known probes then count as misses); a probe without one is a miss, or a rejected stranger.
 
     python bench/identification.py [--workers 2] [--cache /tmp/faceprint_ident.npz]
-    python bench/identification.py --fit-impostors [--flip]
-        # writes gallery/impostors/<model id>.json, e.g. dlib@resnet_v1+55533b28(+flip).json;
-        # dlib and dlib-onnx share that id (same weights), so one file serves both. The fit
-        # embeds only the pairsDevTrain people's images (pairsDevTest people stay held out).
+    python bench/identification.py --views [--flip]
+        # also a gallery enrolled with views (faceprint.recognizer.VIEW_ZOOMS: each enrolled
+        # vector averages the face's crop, mirror and two re-crops; probes stay one crop),
+        # at its own default operating point
+    python bench/identification.py --fit-impostors [--flip] [--views]
+        # writes gallery/impostors/<model id>.json, e.g. dlib@resnet_v1+55533b28(+flip).json,
+        # and with --views <model id>+views.json (probe vectors against view-averaged
+        # enrolled ones); dlib and dlib-onnx share that id (same weights), so one file serves
+        # both. The fit embeds only the pairsDevTrain people's images (pairsDevTest people
+        # stay held out).
 
 Writes bench/results/identification.json and prints a markdown table.
 """
@@ -52,7 +58,7 @@ _W: dict[str, Any] = {}
 
 
 # -- embedding (once per image, cached) ---------------------------------------------------
-def _init(models_dir: str, with_fr: bool, flip: bool = False) -> None:
+def _init(models_dir: str, with_fr: bool, flip: bool = False, views: bool = False) -> None:
     import os
 
     os.environ["FACEPRINT_MODELS"] = models_dir
@@ -60,27 +66,31 @@ def _init(models_dir: str, with_fr: bool, flip: bool = False) -> None:
 
     _W["rec"] = faceprint.Recognizer(detector="yunet", embedder="dlib-onnx", threads=1, flip=flip)
     _W["fr"] = None
+    _W["views"] = views
     if with_fr:
         import face_recognition
 
         _W["fr"] = face_recognition
 
 
-def _work(path: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _work(path: str) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     from faceprint.io import load_image
 
     rec = _W["rec"]
     img = load_image(path)
     face = central_face(rec.detector.detect(img), img.shape)
-    ours = None
+    ours = views = None
     if face is not None:
         (f,) = rec.embed(img, [face])
         ours = np.asarray(f.embedding, np.float32)
+        if _W["views"]:
+            ((fv,),) = rec.embed_batch([img], [[face]], views=True)
+            views = np.asarray(fv.embedding, np.float32)
     fr_vec = None
     if _W["fr"] is not None:
         encs = _W["fr"].face_encodings(_W["fr"].load_image_file(path))
         fr_vec = np.asarray(encs[0], np.float64) if encs else None
-    return ours, fr_vec
+    return ours, fr_vec, views
 
 
 def list_images(root: Path) -> dict[str, list[Path]]:
@@ -89,30 +99,37 @@ def list_images(root: Path) -> dict[str, list[Path]]:
 
 
 def embed_images(
-    paths: list[Path], models_dir: Path, workers: int, with_fr: bool, cache: Path | None, flip: bool = False
+    paths: list[Path],
+    models_dir: Path,
+    workers: int,
+    with_fr: bool,
+    cache: Path | None,
+    flip: bool = False,
+    views: bool = False,
 ) -> dict[str, dict[Path, np.ndarray | None]]:
-    """{"ours": {path: vector or None}, "fr": {...}}, from ``cache`` when it holds them all."""
+    """{"ours": {path: vector or None}, "fr": {...}, "views": {...}}, from ``cache`` when
+    it holds them all."""
     if cache is not None and cache.is_file():
         z = np.load(cache, allow_pickle=False)
         cached = [Path(p) for p in z["paths"]]
-        if set(paths) <= set(cached) and (not with_fr or "fr" in z):
+        if set(paths) <= set(cached) and (not with_fr or "fr" in z) and (not views or "views" in z):
             out: dict[str, dict[Path, np.ndarray | None]] = {}
-            for key in ("ours", "fr"):
+            for key in ("ours", "fr", "views"):
                 if key in z:  # read each array once: NpzFile re-reads on every access
                     arr, ok = z[key], z[f"{key}_ok"]
                     out[key] = {p: (arr[i] if ok[i] else None) for i, p in enumerate(cached)}
             print(f"vectors from {cache}", file=sys.stderr)
             return out
     t0 = time.perf_counter()
-    rows: list[tuple[np.ndarray | None, np.ndarray | None]] = []
-    with mp.get_context("spawn").Pool(workers, _init, (str(models_dir), with_fr, flip)) as pool:
+    rows: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]] = []
+    with mp.get_context("spawn").Pool(workers, _init, (str(models_dir), with_fr, flip, views)) as pool:
         for i, r in enumerate(pool.imap(_work, [str(p) for p in paths], chunksize=8)):
             rows.append(r)
             if i % 250 == 0:
                 print(f"{i}/{len(paths)} images, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     out = {"ours": {p: r[0] for p, r in zip(paths, rows, strict=True)}}
     arrays: dict[str, np.ndarray] = {"paths": np.array([str(p) for p in paths])}
-    keys = [("ours", 0, 128)] + ([("fr", 1, 128)] if with_fr else [])
+    keys = [("ours", 0, 128)] + ([("fr", 1, 128)] if with_fr else []) + ([("views", 2, 128)] if views else [])
     for key, j, dim in keys:
         out[key] = {p: r[j] for p, r in zip(paths, rows, strict=True)}
         arrays[key] = np.stack([r[j] if r[j] is not None else np.zeros(dim) for r in rows])
@@ -159,12 +176,18 @@ class Scored:
 
 
 def score_cosine(
-    proto: Protocol, vec: dict[Path, np.ndarray | None], method: str = "max", cohort: str | None = None
+    proto: Protocol,
+    vec: dict[Path, np.ndarray | None],
+    method: str = "max",
+    cohort: str | None = None,
+    enrolled: dict[Path, np.ndarray | None] | None = None,
 ) -> Scored:
     """Score every probe against the gallery with a person-level ``method`` (or
     ``"centroid"``: the re-normalised mean vector); optionally normalise each probe's
-    top score against the other people's scores (``cohort``: "all" or "topN")."""
-    g = [(n, vec[p]) for n, p in proto.gallery if vec[p] is not None]
+    top score against the other people's scores (``cohort``: "all" or "topN").
+    ``enrolled``: the gallery's vectors when they differ from the probes' (views)."""
+    ev = vec if enrolled is None else enrolled
+    g = [(n, ev[p]) for n, p in proto.gallery if ev[p] is not None]
     names = [n for n, _ in g]
     G = np.stack([v for _, v in g]).astype(np.float32)
     if method == "centroid":
@@ -242,28 +265,50 @@ def train_people(root: Path) -> list[str]:
 
 
 def fit_impostors(
-    root: Path, vec: dict[Path, np.ndarray | None], model: str, flip: bool = False, seed: int = 0
+    root: Path,
+    vec: dict[Path, np.ndarray | None],
+    model: str,
+    flip: bool = False,
+    seed: int = 0,
+    enrolled: dict[Path, np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
     """The impostor distribution of every cross-person pair of pairsDevTrain people's
     images, as an upper-quantile table plus a GPD tail, and checks of the tail fit and of
-    the independence assumption behind 1 - F(t)^K."""
+    the independence assumption behind 1 - F(t)^K. ``enrolled``: the enrolled side's
+    vectors when they differ from the probes' (views): each pair is then scored both ways."""
     names = train_people(root)
-    imgs = [(n, p) for n in names for p in sorted((root / n).glob("*.jpg")) if vec.get(p) is not None]
+    ev = vec if enrolled is None else enrolled
+    imgs = [
+        (n, p)
+        for n in names
+        for p in sorted((root / n).glob("*.jpg"))
+        if vec.get(p) is not None and ev.get(p) is not None
+    ]
     pos = {n: i for i, n in enumerate(names)}
     who = np.array([pos[n] for n, _ in imgs])
     V = np.stack([vec[p] for _, p in imgs]).astype(np.float32)
+    G = np.stack([ev[p] for _, p in imgs]).astype(np.float32)  # the enrolled side
     iu, ju = np.triu_indices(len(V), 1)
     diff = who[iu] != who[ju]
-    S = (V @ V.T)[iu[diff], ju[diff]]
-    del iu, ju
+    full = V @ G.T
+    S = full[iu[diff], ju[diff]]
+    if enrolled is not None:
+        S = np.concatenate([S, full[ju[diff], iu[diff]]])
+    del iu, ju, full
     S.sort()
     n = len(S)
-    how = " with flip TTA" if flip else ""
+    how = (" with flip TTA" if flip else "") + (
+        " against enrolled vectors averaged over the face's views (faceprint.recognizer.VIEW_ZOOMS), "
+        "each pair scored both ways"
+        if enrolled is not None
+        else ""
+    )
     source = (
         "LFW dev, pairsDevTrain people only; every cross-person pair of their images; "
         f"yunet detector, face nearest the image centre, dlib-onnx embedder{how} "
         "(= dlib: same weights, same id); python bench/identification.py --fit-impostors"
         + (" --flip" if flip else "")
+        + (" --views" if enrolled is not None else "")
     )
     data = {**scoring.fit_distribution(S, model, source), "people": len(names), "images": len(imgs)}
     tail = data["tail_fit"]
@@ -294,7 +339,7 @@ def fit_impostors(
                 g = rng.permutation(people)
                 gi = np.array([rng.choice(by_person[int(x)]) for x in g[:k]])
                 si = np.array([i for x in g[k:] for i in by_person[int(x)]])
-                top = (V[si] @ V[gi].T).max(axis=1)
+                top = (V[si] @ G[gi].T).max(axis=1)
                 named += int((top >= t).sum())
                 total += len(si)
             checks.append({"K": k, "target_far": far, "threshold": t, "measured_far": named / total})
@@ -340,6 +385,22 @@ def run_benchmark(
 
     r["one_to_one_threshold"] = at_threshold(base, DEFAULT_THRESHOLD)  # what a fixed 1:1 threshold does
     res["ours"] = r
+    if "views" in vecs:  # the same protocol, every enrolled vector averaged over its views
+        sv = score_cosine(one, ours, enrolled=vecs["views"])
+        rv = summarise(sv)
+        for far in (0.01, 0.1):
+            t = scoring.open_set_threshold(scoring.views_id(model), sv.people, far)
+            rv[f"default_point_far_{far:g}"] = {
+                **at_threshold(sv, t),
+                "target_far": far,
+                "K": sv.people,
+                "far_pairsDevTrain_strangers": float(np.mean(sv.unknown_top[in_fit] >= t)),
+                "far_pairsDevTest_strangers": float(np.mean(sv.unknown_top[~in_fit] >= t)),
+            }
+            # what the one-crop distribution would do with these vectors (why views have their own)
+            t1 = scoring.open_set_threshold(model, sv.people, far)
+            rv[f"one_crop_distribution_far_{far:g}"] = at_threshold(sv, t1)
+        res["ours_views"] = rv
     if "fr" in vecs:
         fr = score_face_recognition(one, vecs["fr"])
         f = summarise(fr)
@@ -382,6 +443,15 @@ def print_table(res: dict[str, Any]) -> None:
         f"| {_pct(d1['far'])} (default, target 1%, t={d1['threshold']:.3f}) "
         f"| {_pct(d1['dir'])} |"
     )
+    if "ours_views" in res:
+        v = res["ours_views"]
+        dv = v["default_point_far_0.01"]
+        print(
+            f"| faceprint, enrolled with views | {_pct(v['rank1'])} | {_pct(v['dir_at_far_1']['dir'])} "
+            f"| {_pct(v['dir_at_far_10']['dir'])} "
+            f"| {_pct(dv['far'])} (default, target 1%, t={dv['threshold']:.3f}) "
+            f"| {_pct(dv['dir'])} |"
+        )
     t1 = o["one_to_one_threshold"]
     print(
         f"| faceprint, at the 1:1 verification threshold | | | | {_pct(t1['far'])} (t={t1['threshold']:.3f}) "
@@ -422,9 +492,13 @@ def main() -> None:
     ap.add_argument("--no-face-recognition", action="store_true", help="skip the face_recognition peer")
     ap.add_argument("--fit-impostors", action="store_true", help="refit and rewrite gallery/impostors/*.json")
     ap.add_argument("--flip", action="store_true", help="flip test-time augmentation (its own distribution)")
+    ap.add_argument(
+        "--views", action="store_true", help="also enrol with views (faceprint.recognizer.VIEW_ZOOMS)"
+    )
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "identification.json")
     a = ap.parse_args()
-    cache = a.cache or Path(f"/tmp/faceprint_identification{'_flip' if a.flip else ''}.npz")
+    suffix = ("_flip" if a.flip else "") + ("_views" if a.views else "")
+    cache = a.cache or Path(f"/tmp/faceprint_identification{suffix}.npz")
     os.environ["FACEPRINT_MODELS"] = str(a.models_dir)
     from faceprint.evaluation.embedset import PipelineSpec, pipeline_model_id
 
@@ -435,11 +509,13 @@ def main() -> None:
     paths = [p for ps in images.values() for p in ps]
     with_fr = not (a.no_face_recognition or a.fit_impostors)
     t0 = time.perf_counter()
-    vecs = embed_images(paths, a.models_dir, a.workers, with_fr, cache, a.flip)
+    vecs = embed_images(paths, a.models_dir, a.workers, with_fr, cache, a.flip, a.views)
     wall = time.perf_counter() - t0
     if a.fit_impostors:
-        data = fit_impostors(a.root, vecs["ours"], model, a.flip)
-        write_json(scoring.IMPOSTOR_DIR / f"{model}.json", {**data, "model": model})
+        enrolled = vecs["views"] if a.views else None
+        fitted = scoring.views_id(model) if a.views else model
+        data = fit_impostors(a.root, vecs["ours"], fitted, a.flip, enrolled=enrolled)
+        write_json(scoring.IMPOSTOR_DIR / f"{fitted}.json", {**data, "model": fitted})
         scoring.shipped_distribution.cache_clear()
         for c in data["independence_check"]:
             print(c)

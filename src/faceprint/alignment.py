@@ -45,6 +45,13 @@ class AlignmentTemplate:
     def array(self) -> NDArray[np.float64]:
         return np.asarray(self.points, dtype=np.float64)
 
+    def zoomed(self, zoom: float) -> AlignmentTemplate:
+        """The same template with the landmarks spread ``zoom`` times as far from the crop's
+        centre: above 1 the face fills more of the crop (a tighter crop), below 1 less."""
+        c = self.size / 2.0
+        pts = tuple((c + (x - c) * zoom, c + (y - c) * zoom) for x, y in self.points)
+        return AlignmentTemplate(self.scheme, pts, self.size, self.method)
+
 
 #: dlib's 5-point face template on the unit square (``get_face_chip_details`` in dlib's
 #: ``image_transforms/interpolation.h``), in the dlib5 landmark order.

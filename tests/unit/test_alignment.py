@@ -45,3 +45,14 @@ def test_landmarks_land_on_the_template(method: str) -> None:
         assert abs(x - mx) < 1.5 and abs(y - my) < 1.5  # landmarks map onto the template
         patch = crop[round(y) - 3 : round(y) + 4, round(x) - 3 : round(x) + 4]
         assert patch.max() > 100  # and the bright dot is really there
+
+
+def test_zoomed_template_spreads_the_landmarks_about_the_crop_centre() -> None:
+    t = dlib_template(150)
+    assert t.zoomed(1.0) == t
+    z = t.zoomed(1.07)
+    c = np.array([75.0, 75.0])
+    np.testing.assert_allclose(z.array() - c, (t.array() - c) * 1.07)
+    assert (z.scheme, z.size, z.method) == (t.scheme, t.size, t.method)
+    spread = np.linalg.norm(t.zoomed(0.93).array() - c, axis=1)
+    assert np.all(spread < np.linalg.norm(t.array() - c, axis=1))

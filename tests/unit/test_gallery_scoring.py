@@ -22,11 +22,17 @@ from faceprint.gallery.scoring import (
     person_centroids,
     person_score_matrix,
     person_scores,
+    views_id,
 )
 
 #: The shipped model ids: dlib's published weights (shared by the dlib and dlib-onnx
 #: embedders), without and with flip TTA.
-MODELS = ("dlib@resnet_v1+55533b28", "dlib@resnet_v1+55533b28+flip")
+MODELS = (
+    "dlib@resnet_v1+55533b28",
+    "dlib@resnet_v1+55533b28+flip",
+    "dlib@resnet_v1+55533b28+flip+views",  # probes with flip against faces enrolled with views
+    "dlib@resnet_v1+55533b28+views",
+)
 
 
 @pytest.fixture
@@ -124,11 +130,22 @@ def test_shipped_distribution_loads_and_is_monotone(model: str) -> None:
 
 
 def test_flip_has_its_own_distribution_fitted_on_train_people_only() -> None:
-    plain, flip = (impostor_distribution(m) for m in MODELS)
+    plain, flip = (impostor_distribution(m) for m in MODELS[:2])
     assert "pairsDevTrain people only" in flip.raw["source"] and "--flip" in flip.raw["source"]
     assert flip.raw["people"] == plain.raw["people"] and flip.raw["pairs"] == plain.raw["pairs"]
     assert not np.array_equal(plain.score, flip.score)  # flip TTA moves impostor scores
     assert open_set_threshold(MODELS[1], 1000) != open_set_threshold(MODELS[0], 1000)
+
+
+@pytest.mark.parametrize("probe", MODELS[:2])
+def test_faces_enrolled_with_views_have_their_own_stricter_distribution(probe: str) -> None:
+    """A view-averaged enrolled vector scores strangers higher than one crop does: its
+    distribution (fitted on the same train people, pairs scored both ways) sits above."""
+    one, views = impostor_distribution(probe), impostor_distribution(views_id(probe))
+    assert "pairsDevTrain people only" in views.raw["source"] and "--views" in views.raw["source"]
+    assert views.raw["people"] == one.raw["people"] and views.raw["pairs"] == 2 * one.raw["pairs"]
+    for k in (1, 100, 10_000):
+        assert open_set_threshold(views_id(probe), k) > open_set_threshold(probe, k)
 
 
 def test_only_the_shipped_weights_have_a_distribution() -> None:

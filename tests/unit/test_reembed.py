@@ -126,7 +126,9 @@ class Scripted:
         v = np.array([box.x1 + 1, box.y1 + 2, box.x2 + 3, box.y2 + 4], np.float32)
         return v / np.linalg.norm(v)
 
-    def embed_batch(self, images: Sequence[Any], faces: Sequence[Sequence[Face]]) -> list[list[Face]]:
+    def embed_batch(
+        self, images: Sequence[Any], faces: Sequence[Sequence[Face]], views: bool = False
+    ) -> list[list[Face]]:
         return [[f.with_embedding(self.vector(f.box), NEW) for f in fs] for fs in faces]
 
 

@@ -122,6 +122,15 @@ def enroll(
     as_json: JsonOpt = False,
     min_face_size: common.MinFaceSizeOpt = MIN_FACE_PX,
     min_quality: common.MinQualityOpt = MIN_QUALITY,
+    views: Annotated[
+        bool | None,
+        typer.Option(
+            "--views/--no-views",
+            help="average each face's mirror and two re-crops into its vector (one-shot DIR@FAR=1% "
+            "+2.9 points on LFW dev); default: on where the model has their impostor distribution",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Enrol a person from one or more photos (or a folder per person with --from-dir)."""
     choice = _face_choice(face)
@@ -134,6 +143,7 @@ def enroll(
         )
     metadata = _meta(meta or [])
     g = _open(gallery, detector, embedder, create=True)
+    g.enrol_views = views
     with g:
         before = {p.name: p.faces for p in g.people()}
         try:

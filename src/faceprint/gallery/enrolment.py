@@ -178,11 +178,13 @@ def extract(
     face: FaceChoice,
     progress: Progress | None,
     gate: QualityGate,
+    views: bool = False,
 ) -> Iterator[tuple[str, Pending]]:
     """Detect, choose and embed the faces of every person of ``plan`` with ``recognizer``
     (whose vectors are ``model``), CHUNK images at a time across people; yields each
     person as soon as all their images are done. ``face`` is checked by the caller
-    (:func:`check_face_choice`); a chosen face that fails ``gate`` is refused."""
+    (:func:`check_face_choice`); a chosen face that fails ``gate`` is refused. ``views``:
+    each vector averages the face's enrolment views (:data:`~faceprint.recognizer.VIEW_ZOOMS`)."""
     from ..io import load_image
 
     flat = [(pi, i, im) for pi, (_, ims) in enumerate(plan) for i, im in enumerate(ims)]
@@ -216,7 +218,7 @@ def extract(
                 pending[pi].refused.append(Refusal(label, pick))
             else:
                 chosen.append((pi, label, img, sha, pick))
-        embedded = recognizer.embed_batch([c[2] for c in chosen], [[c[4]] for c in chosen])
+        embedded = recognizer.embed_batch([c[2] for c in chosen], [[c[4]] for c in chosen], views=views)
         for (pi, label, _, sha, _), (f,) in zip(chosen, embedded, strict=True):
             assert f.embedding is not None
             fid = uuid.uuid4().hex

@@ -47,11 +47,13 @@ from .reembed import ReembedReport
 from .results import EnrollReport, Identification, OperatingPoint
 from .scoring import (
     DEFAULT_FAR,
+    VIEWS_SETTING,
     ImpostorDistribution,
     find_distribution,
     missing_reason,
     open_set_threshold,
     registered_distribution,
+    views_id,
 )
 
 if TYPE_CHECKING:
@@ -90,9 +92,16 @@ class Gallery:
     """Enrol, identify and search people in ``store`` with ``recognizer`` (created on
     first use when ``None``, so listing a gallery loads no model)."""
 
-    def __init__(self, store: Store, recognizer: Recognizer | None = None) -> None:
+    def __init__(
+        self, store: Store, recognizer: Recognizer | None = None, enrol_views: bool | None = None
+    ) -> None:
+        """``enrol_views``: average each enrolled face's views
+        (:data:`~faceprint.recognizer.VIEW_ZOOMS`); ``None`` (the default) turns them on
+        where the model has an impostor distribution for them, so that the open-set
+        threshold stays calibrated (:meth:`enrolment_views`)."""
         self.store = store
         self._recognizer = recognizer
+        self.enrol_views = enrol_views
 
     @property
     def recognizer(self) -> Recognizer:
@@ -123,6 +132,23 @@ class Gallery:
         return bound
 
     # -- enrolment (see :mod:`.enrolment`) ----------------------------------------------
+    def enrolment_views(self) -> bool:
+        """Whether enrolment averages each face's views: the constructor's choice, else
+        on when an impostor distribution of the model against view-averaged faces exists
+        (shipped for dlib's ResNet; a MODEL_DIR has none, so its faces are one crop)."""
+        if self.enrol_views is not None:
+            return self.enrol_views
+        return self._distribution(views_id(self.model)) is not None
+
+    def _views(self) -> bool:
+        """:meth:`enrolment_views`, and when on, the gallery marked as holding such faces
+        BEFORE they are committed (:meth:`operating_point` then uses their distribution):
+        a crash in between leaves a stricter threshold, never a laxer one."""
+        views = self.enrolment_views()
+        if views and self.store.get_setting(VIEWS_SETTING) != "1":
+            self.store.set_setting(VIEWS_SETTING, "1")
+        return views
+
     def enroll(
         self,
         name: str,
@@ -137,8 +163,9 @@ class Gallery:
         check_name(name)
         self.check_model()
         check_face_choice(face)
+        views = self._views()
         ((_, pending),) = extract(
-            self.recognizer, self.model, self.store, [(name, as_list(images))], face, progress, gate
+            self.recognizer, self.model, self.store, [(name, as_list(images))], face, progress, gate, views
         )
         return commit(self.store, self.model, name, pending, metadata)
 
@@ -159,9 +186,9 @@ class Gallery:
         self.check_model()
         check_face_choice(face)
         person, _ = self.store.person_by_id(person_id)
-        ((_, pending),) = extract(
-            self.recognizer, self.model, self.store, [(person.name, as_list(images))], face, progress, gate
-        )
+        views = self._views()
+        plan = [(person.name, as_list(images))]
+        ((_, pending),) = extract(self.recognizer, self.model, self.store, plan, face, progress, gate, views)
         with self.store.transaction():
             now, _ = self.store.person_by_id(person_id)
             return commit(self.store, self.model, now.name, pending, None)
@@ -178,7 +205,8 @@ class Gallery:
         plan = plan_dir(root)
         self.check_model()
         check_face_choice(face)
-        people = extract(self.recognizer, self.model, self.store, plan, face, progress, gate)
+        views = self._views()
+        people = extract(self.recognizer, self.model, self.store, plan, face, progress, gate, views)
         return [commit(self.store, self.model, n, p, None) for n, p in people]
 
     # -- a new model (see :mod:`.reembed`) -----------------------------------------------
@@ -238,19 +266,36 @@ class Gallery:
                 f"impostor distribution of {cal.get('impostor_pairs')} different-person pairs of "
                 f"{cal.get('source')}; 1:1 there: TAR {cal.get('tar')} at FAR {cal.get('far_target')}"
             )
+            if self.store.get_setting(VIEWS_SETTING) == "1":
+                note += (
+                    "; faces enrolled with views score strangers slightly higher than the one-crop "
+                    "pairs calibrated here (about 1.5x the target rate for dlib's ResNet)"
+                )
             t = open_set_threshold(dist, people, far)
             return OperatingPoint(t, "calibrated", model, people, far, note)
-        shipped = self._distribution(model)
+        views = self.store.get_setting(VIEWS_SETTING) == "1"
+        shipped = self._distribution(views_id(model)) if views else None
+        if shipped is None:
+            shipped = self._distribution(model)
         if shipped is None:
             default = self._default_threshold(model)
             note = f"{missing_reason(model)}; using the embedder's 1:1 threshold"
             return OperatingPoint(default, "embedder default", model, people, None, note)
-        note = ""
-        if registered_distribution(model) is shipped:  # a MODEL_DIR's, fitted on its training data
-            note = (
+        notes = []
+        if registered_distribution(shipped.model) is shipped:  # a MODEL_DIR's, fitted on its training data
+            notes.append(
                 f"impostor distribution of {shipped.source} ({shipped.raw.get('pairs')} different-person "
                 f"pairs of {shipped.raw.get('source')})"
             )
+        if views and shipped.model == views_id(model):
+            notes.append(f"faces enrolled with views: the impostor distribution {shipped.model}")
+        elif views:
+            notes.append(
+                f"faces enrolled with views, but {model} has no impostor distribution for them: the "
+                "one-crop distribution is used, which names strangers more often than the target "
+                "(about 1.5x for dlib's ResNet); enrol with --no-views or run faceprint calibrate"
+            )
+        note = "; ".join(notes)
         t = open_set_threshold(shipped, people, far)
         return OperatingPoint(t, "open-set", model, people, far, note)
 

@@ -38,6 +38,7 @@ from ..models import sha256_file
 from ..types import Face, Image
 from .enrolment import IMAGE_SUFFIXES
 from .records import FaceRecord, Store
+from .scoring import VIEWS_SETTING
 
 if TYPE_CHECKING:
     from ..recognizer import Recognizer
@@ -194,6 +195,7 @@ def plan_reembed(
     from ..io import load_image
 
     bound = store.model()
+    views = store.get_setting(VIEWS_SETTING) == "1"  # enrolled with views: re-embedded the same way
     records = stored_faces(store) if faces is None else list(faces)
     missing: list[MissingFace] = []
     by_image: dict[str, list[FaceRecord]] = {}
@@ -238,7 +240,7 @@ def plan_reembed(
                     whose.append(r)
             chosen.append(mine)
             owners.append(whose)
-        embedded = recognizer.embed_batch([img for _, img in loaded], chosen)
+        embedded = recognizer.embed_batch([img for _, img in loaded], chosen, views=views)
         for rs, fs in zip(owners, embedded, strict=True):
             for r, f in zip(rs, fs, strict=True):
                 assert f.embedding is not None

@@ -77,6 +77,14 @@ IMPOSTOR_FORMAT_VERSION = 1
 MIN_FIT_SCORES = 1000
 
 IMPOSTOR_DIR = Path(__file__).resolve().parent / "impostors"
+#: The store setting that says some faces were enrolled with views (:data:`faceprint.recognizer.VIEW_ZOOMS`).
+VIEWS_SETTING = "enrol_views"
+
+
+def views_id(model: str) -> str:
+    """The distribution key of a probe of ``model`` against faces enrolled with views
+    (their mean vector scores strangers slightly higher than one crop's)."""
+    return model + "+views"
 
 
 def person_score_matrix(
