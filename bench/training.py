@@ -17,7 +17,9 @@ Protocol (no tuning to the test):
 * Each training run is a ``faceprint train`` subprocess: its wall time and peak resident
   memory are measured from outside (``os.wait4``).
 
-    python bench/training.py [--runs lowres,plain] [--work DIR] [--epochs N] [--out JSON]
+    python bench/training.py [--runs lowres,plain] [--work DIR] [--epochs N] [--no-flip] [--out JSON]
+    python bench/training.py --runs lowres-triplet,lowres-semihard,lowres-cosface --no-flip \
+        --out bench/results/training_losses.json     # the losses the default was chosen against
 
 Writes bench/results/training.json (and keeps the models under --work) and prints a
 markdown table.
@@ -47,6 +49,7 @@ RUNS: dict[str, list[str]] = {
     "plain": ["--augment", "flip,crop", "--loss", "batch-hard", "--distill", "0", "--tune", "128"],
     # the alternatives the defaults were chosen against (run with --runs)
     "lowres-triplet": ["--loss", "batch-hard"],
+    "lowres-semihard": ["--loss", "semi-hard"],
     "lowres-cosface": ["--loss", "cosface"],
     "lowres-upper": ["--tune", "128"],
 }
@@ -149,6 +152,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="work directory (default: a new temporary one)")
     ap.add_argument("--epochs", type=int, default=None, help="override faceprint train's --epochs")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-flip", action="store_true", help="skip the flip-TTA rows")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "training.json")
     a = ap.parse_args()
     names = [r for r in a.runs.split(",") if r]
@@ -168,7 +172,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     models = [("stock", "dlib-onnx")] + [(n, runs[n]["model_dir"]) for n in names]
     for label, embedder in models:
-        for flip in (False, True):
+        for flip in (False,) if a.no_flip else (False, True):
             row: dict[str, Any] = {
                 "model": label + (" + flip" if flip else ""),
                 "embedder": embedder,
