@@ -21,6 +21,7 @@ from ..errors import GalleryError, IncompatibleEmbeddingError, NameTakenError
 from ..files import atomic_write
 from ..types import Box
 from .records import EXPORT_FORMAT_VERSION, FaceRecord, Store, check_name, now_iso, upgrade_model_id
+from .scoring import VIEWS_SETTING
 
 EXPORT_DOC = """faceprint gallery export, JSON lines (UTF-8), one JSON object per line:
 
@@ -28,6 +29,7 @@ line 1, the header: {"format": "faceprint-gallery", "format_version": 1, "model"
   ("network@version+<sha8>", "+flip"; files of older releases hold "name@version", upgraded on
   import as galleries are on open) or null, "dim": int or null, "people": int, "faces": int,
   "settings": {key: value}, "exported_at": ISO 8601 UTC}
+  ("enrol_views": "1" when some faces were enrolled with views, kept on import)
 then one line per person: {"id": str, "name": str, "metadata": {...}, "created_at": str,
   "faces": [{"face_id": str, "model": str, "image_sha256": str or null, "box":
   {"x1","y1","x2","y2"} or null, "score": float or null, "added_at": str, "vector": base64 of
@@ -59,7 +61,9 @@ def export_store(store: Store, path: Path, *, force: bool = False) -> int:
     with store.transaction(readonly=True):
         bound = store.model()
         people = store.people()
-        settings = {k: v for k in ("threshold", "far") if (v := store.get_setting(k)) is not None}
+        settings = {
+            k: v for k in ("threshold", "far", VIEWS_SETTING) if (v := store.get_setting(k)) is not None
+        }
         for p in people:
             person, faces = store.person(p.name)
             n_faces += len(faces)
@@ -178,4 +182,8 @@ def import_store(store: Store, path: Path) -> tuple[int, int]:
         for key, value in (header.get("settings") or {}).items():
             if key in ("threshold", "far") and store.get_setting(key) is None:
                 store.set_setting(key, str(value))
+            elif (
+                key == VIEWS_SETTING and str(value) == "1"
+            ):  # faces enrolled with views: the stricter threshold
+                store.set_setting(key, "1")
     return added, skipped

@@ -269,7 +269,7 @@ class Gallery:
             if self.store.get_setting(VIEWS_SETTING) == "1":
                 note += (
                     "; faces enrolled with views score strangers slightly higher than the one-crop "
-                    "pairs calibrated here (about 1.5x the target rate for dlib's ResNet)"
+                    "pairs calibrated here (1.2-1.4x as many for dlib's ResNet on LFW dev)"
                 )
             t = open_set_threshold(dist, people, far)
             return OperatingPoint(t, "calibrated", model, people, far, note)
@@ -293,7 +293,8 @@ class Gallery:
             notes.append(
                 f"faces enrolled with views, but {model} has no impostor distribution for them: the "
                 "one-crop distribution is used, which names strangers more often than the target "
-                "(about 1.5x for dlib's ResNet); enrol with --no-views or run faceprint calibrate"
+                "(1.2-1.4x as often for dlib's ResNet on LFW dev); enrol with --no-views or run "
+                "faceprint calibrate"
             )
         note = "; ".join(notes)
         t = open_set_threshold(shipped, people, far)

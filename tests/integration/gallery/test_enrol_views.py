@@ -110,3 +110,15 @@ def test_views_without_their_distribution_say_the_threshold_is_lax(
     op = g.operating_point()
     assert op.source == "open-set" and "no impostor distribution for them" in op.note
     g.store.close()
+
+
+def test_export_and_import_keep_the_views_mark(
+    store_factory: StoreFactory, recognizer: Recognizer, tmp_path: Path
+) -> None:
+    g = Gallery(store_factory(), recognizer, enrol_views=True)
+    g.enroll("obama", [need(OBAMA)])
+    g.export(tmp_path / "g.jsonl")
+    other = Gallery(store_factory(), recognizer)
+    other.import_(tmp_path / "g.jsonl")
+    assert other.store.get_setting(VIEWS_SETTING) == "1"
+    assert other.operating_point().threshold == pytest.approx(g.operating_point().threshold)
