@@ -293,8 +293,8 @@ class Gallery:
             notes.append(
                 f"faces enrolled with views, but {model} has no impostor distribution for them: the "
                 "one-crop distribution is used, which names strangers more often than the target "
-                "(1.2-1.4x as often for dlib's ResNet on LFW dev); enrol with --no-views or run "
-                "faceprint calibrate"
+                "(1.2-1.4x as often for dlib's ResNet on LFW dev); enrol with --no-views to keep "
+                "the target"
             )
         note = "; ".join(notes)
         t = open_set_threshold(shipped, people, far)
