@@ -179,7 +179,7 @@ class Recognizer:
         if views:
             n = 2 + len(VIEW_ZOOMS)
             raw = self.embedder.embed(crops)
-            vecs = l2_normalize(raw.reshape(-1, n, raw.shape[-1]).mean(axis=1)) if len(crops) else raw
+            vecs = l2_normalize(raw.reshape(-1, n, raw.shape[-1]).mean(axis=1))
         else:
             vecs = self.embed_crops(crops)
         mid = self.model_id

@@ -182,8 +182,7 @@ def import_store(store: Store, path: Path) -> tuple[int, int]:
         for key, value in (header.get("settings") or {}).items():
             if key in ("threshold", "far") and store.get_setting(key) is None:
                 store.set_setting(key, str(value))
-            elif (
-                key == VIEWS_SETTING and str(value) == "1"
-            ):  # faces enrolled with views: the stricter threshold
+            # faces enrolled with views: their stricter threshold comes along
+            elif key == VIEWS_SETTING and str(value) == "1":
                 store.set_setting(key, "1")
     return added, skipped

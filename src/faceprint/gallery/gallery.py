@@ -260,20 +260,20 @@ class Gallery:
                 return OperatingPoint(float(stored), "calibrated", model, people, None, note)
             return OperatingPoint(float(stored), "gallery", model, people)
         far = float(self.store.get_setting("far") or DEFAULT_FAR)
+        views = self.store.get_setting(VIEWS_SETTING) == "1"  # some faces enrolled with views
         if cal is not None and "impostors" in cal:
             dist = ImpostorDistribution(cal["impostors"], f"gallery {self.store.location} calibration")
             note = (
                 f"impostor distribution of {cal.get('impostor_pairs')} different-person pairs of "
                 f"{cal.get('source')}; 1:1 there: TAR {cal.get('tar')} at FAR {cal.get('far_target')}"
             )
-            if self.store.get_setting(VIEWS_SETTING) == "1":
+            if views:
                 note += (
                     "; faces enrolled with views score strangers slightly higher than the one-crop "
                     "pairs calibrated here (1.2-1.4x as many for dlib's ResNet on LFW dev)"
                 )
             t = open_set_threshold(dist, people, far)
             return OperatingPoint(t, "calibrated", model, people, far, note)
-        views = self.store.get_setting(VIEWS_SETTING) == "1"
         shipped = self._distribution(views_id(model)) if views else None
         if shipped is None:
             shipped = self._distribution(model)
