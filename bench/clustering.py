@@ -318,12 +318,11 @@ def raw_norm_median(paths: Sequence[Path], n: int = 40) -> float | None:
                 img = load_image(p)
                 faces = rec.detector.detect(img)
                 if faces:
-                    from faceprint.alignment import align_face
                     from faceprint.selection import largest_face
 
                     f = largest_face(faces)
                     if f is not None:
-                        rec.embed_crops([align_face(img, f, rec.embedder.templates)])
+                        rec.embed_crops(rec.crops(img, f))
         finally:
             setattr(dlib_onnx, "l2_normalize", orig)  # noqa: B010
         return float(np.median(norms)) if norms else None

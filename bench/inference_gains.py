@@ -74,7 +74,7 @@ def _views(path: str) -> NDArray[np.float32] | None:
     face = central_face(rec.detector.detect(img), img.shape)
     if face is None or face.landmarks is None:
         return None
-    ctx = align(img, face.landmarks, context_templates(rec.embedder.templates)[face.landmark_scheme])
+    ctx = align(img, face.landmarks, context_templates(rec.embedder.crop_templates[0])[face.landmark_scheme])
     chips = [
         center_chip(ctx),
         np.ascontiguousarray(center_chip(ctx)[:, ::-1]),

@@ -68,10 +68,10 @@ def _work(path: str) -> dict[str, Any]:
     out["t_yunet"] = time.perf_counter() - t
     crops, keys = [], []
     if fh is not None:
-        crops.append(align_face(img, fh, emb.templates))
+        crops.append(align_face(img, fh, emb.crop_templates[0]))
         keys.append("hog")
     if fy is not None:
-        c = align_face(img, fy, emb.templates)
+        c = align_face(img, fy, emb.crop_templates[0])
         crops += [c, np.ascontiguousarray(c[:, ::-1])]
         keys += ["yunet", "yunet_m"]
     t = time.perf_counter()

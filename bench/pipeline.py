@@ -38,7 +38,6 @@ def run_faceprint(
 ) -> dict[str, Any]:
     """Time the pipeline stage by stage, batched the way ``Recognizer.process_batch`` is:
     each chunk of 32 images is decoded, detected, aligned, then embedded in one call."""
-    from faceprint.alignment import align_face
     from faceprint.io import load_image
     from faceprint.recognizer import Recognizer
 
@@ -46,7 +45,6 @@ def run_faceprint(
     rec.process(paths[0])  # warm-up: model load and first-call costs are not per image
     t_dec = t_det = t_align = t_emb = 0.0
     faces_n = 0
-    tpls = rec.embedder.templates
     t0 = time.perf_counter()
     for start in range(0, len(paths), 32):
         chunk = paths[start : start + 32]
@@ -56,13 +54,13 @@ def run_faceprint(
         t_det += d
         crops, d = _timed(
             lambda imgs=imgs, found=found: [
-                align_face(im, f, tpls) for im, fs in zip(imgs, found, strict=True) for f in fs
+                c for im, fs in zip(imgs, found, strict=True) for f in fs for c in rec.crops(im, f)
             ]
         )
         t_align += d
         _, d = _timed(lambda crops=crops: rec.embed_crops(crops))
         t_emb += d
-        faces_n += len(crops)
+        faces_n += sum(len(fs) for fs in found)
     total = time.perf_counter() - t0
     label = f"faceprint {detector}+{embedder}" + ("+flip" if flip else "")
     label += f" ({threads} thread)" if threads == 1 else ""

@@ -21,6 +21,7 @@ All coordinates are x,y float pixels with pixel centres at integers; images are 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -276,6 +277,21 @@ def align_face(image: Image, face: Face, templates: dict[str, AlignmentTemplate]
             f"expected one of {', '.join(sorted(templates))}"
         )
     return align(image, face.landmarks, tpl)
+
+
+def align_crops(
+    image: Image, face: Face, crop_templates: Sequence[dict[str, AlignmentTemplate]], zoom: float = 1.0
+) -> list[Image]:
+    """The crops an embedder takes of ``face`` (its ``crop_templates``: one crop per entry,
+    in order; one for a plain embedder, one per part for a fused one), every one cut from
+    the same landmarks. ``zoom`` spreads each template's points about its crop's centre
+    (:meth:`AlignmentTemplate.zoomed`; 1 = as fitted)."""
+    out = []
+    for templates in crop_templates:
+        if zoom != 1.0:
+            templates = {k: t.zoomed(zoom) for k, t in templates.items()}
+        out.append(align_face(image, face, templates))
+    return out
 
 
 def fit_template(

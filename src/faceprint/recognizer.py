@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import models
-from .alignment import align_face
+from .alignment import align_crops
 from .config import Settings, get_settings
 from .detection import Detector
 from .embedding import Embedder, l2_normalize, model_id
@@ -142,7 +142,9 @@ class Recognizer:
 
     # -- embedding -------------------------------------------------------------------
     def embed_crops(self, crops: Sequence[Image]) -> NDArray[np.float32]:
-        """Unit vectors for aligned crops, in one embedder call (two with ``flip``)."""
+        """Unit vectors for aligned crops (face-major, as :meth:`crops` cuts them: one per
+        face for a plain embedder, one per part for a fused one), in one embedder call (two
+        with ``flip``, which mirrors every crop)."""
         if not self.flip or len(crops) == 0:
             return self.embedder.embed(crops)
         mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
@@ -154,28 +156,34 @@ class Recognizer:
         """Copies of ``faces`` (found in ``image``) carrying their embeddings."""
         return self.embed_batch([image], [faces])[0]
 
+    def crops(self, image: Image, face: Face) -> list[Image]:
+        """The aligned crops the embedder takes of ``face`` found in the RGB ``image``: one
+        for a plain embedder, one per part for a fused one
+        (:func:`faceprint.alignment.align_crops`). Feed them, face-major, to
+        :meth:`embed_crops`."""
+        return align_crops(image, face, self.embedder.crop_templates)
+
     def embed_batch(
         self, images: Sequence[ImageInput], faces: Sequence[Sequence[Face]], views: bool = False
     ) -> list[list[Face]]:
         """Embed every face of every image with a single embedder call. ``views``: each
         face's vector is the re-normalised mean of its enrolment views (:data:`VIEW_ZOOMS`;
-        for enrolment only, four crops per face)."""
+        for enrolment only, four crops per face and part)."""
         if len(images) != len(faces):
             raise ValueError(f"{len(images)} images but {len(faces)} face lists")
         crops: list[Image] = []
-        templates = [self.embedder.templates]
-        if views:
-            templates += [{k: t.zoomed(z) for k, t in self.embedder.templates.items()} for z in VIEW_ZOOMS]
+        templates = self.embedder.crop_templates
         for image, fs in zip(images, faces, strict=True):
             if not fs:
                 continue
             img = load_image(image)
             for f in fs:
-                crop = align_face(img, f, templates[0])
-                crops.append(crop)
+                base = align_crops(img, f, templates)
+                crops.extend(base)
                 if views:
-                    crops.append(np.ascontiguousarray(crop[:, ::-1]))
-                    crops.extend(align_face(img, f, t) for t in templates[1:])
+                    crops.extend(np.ascontiguousarray(c[:, ::-1]) for c in base)
+                    for z in VIEW_ZOOMS:
+                        crops.extend(align_crops(img, f, templates, zoom=z))
         if views:
             n = 2 + len(VIEW_ZOOMS)
             raw = self.embedder.embed(crops)

@@ -81,9 +81,29 @@ detectors.register("mtcnn", "faceprint.detection.mtcnn:MtcnnDetector")
 embedders: Registry[Any] = Registry("embedder")
 embedders.register("dlib", "faceprint.embedding.dlib:DlibEmbedder")
 embedders.register("dlib-onnx", "faceprint.embedding.dlib_onnx:DlibOnnxEmbedder")
+embedders.register("mobilefacenet", "faceprint.embedding.mobilefacenet:MobileFaceNetEmbedder")
+embedders.register("faceplugin", "faceprint.embedding.faceplugin:FacepluginEmbedder")
 
 #: What an embedder argument may be besides a registered name (for messages and help).
-MODEL_DIR_HINT = "or a MODEL_DIR written by faceprint train"
+MODEL_DIR_HINT = "(or several joined by '+', fused) or a MODEL_DIR written by faceprint train"
+
+
+def is_fused(name: str) -> bool:
+    """Whether the embedder argument ``name`` names a fusion of registered embedders
+    (``dlib-onnx+mobilefacenet``, :mod:`faceprint.embedding.fused`) rather than a
+    registered name or a MODEL_DIR path."""
+    return "+" in name and name not in embedders and not is_model_dir(name)
+
+
+def embedder_parts(name: str) -> list[str]:
+    """The registered embedders the embedder argument ``name`` runs: its parts for a
+    fusion (in vector order), else ``[name]``. Raises :class:`UnknownComponentError` for
+    a fusion that is not fitted or names an unknown part."""
+    if is_fused(name):
+        from .embedding.fused import parse
+
+        return parse(name)[0]
+    return [name]
 
 
 def is_model_dir(name: str) -> bool:
@@ -113,6 +133,11 @@ def embedder_class(name: str) -> type[Any]:
         from .embedding.model_dir import ModelDirEmbedder
 
         return ModelDirEmbedder
+    if is_fused(name):
+        from .embedding.fused import FusedEmbedder, parse
+
+        parse(name)  # an unknown part or fusion fails here, listing the embedders
+        return FusedEmbedder
     if name not in embedders:
         raise _unknown_embedder(name)
     return embedders.resolve(name)
@@ -128,6 +153,8 @@ def check_embedder(name: str) -> None:
         from .embedding.model_dir import check_model_dir
 
         check_model_dir(name)
+    elif is_fused(name):
+        embedder_parts(name)  # raises for an unknown part or an unfitted fusion
     elif name not in embedders:
         embedder_class(name)  # raises, listing the valid names
 
@@ -146,4 +173,4 @@ def create_embedder(name: str, options: dict[str, Any] | None = None, threads: i
     built with ``options``; ``threads`` as in :func:`instantiate`. A MODEL_DIR embedder
     keeps ``name`` as given as its own name, so results and pipeline specs round-trip."""
     cls = embedder_class(name)
-    return instantiate(cls, options, threads, *((name,) if is_model_dir(name) else ()))
+    return instantiate(cls, options, threads, *((name,) if is_model_dir(name) or is_fused(name) else ()))

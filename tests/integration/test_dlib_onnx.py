@@ -76,7 +76,7 @@ def test_follows_the_embedder_contract(onnx_embedder: DlibOnnxEmbedder) -> None:
     assert isinstance(onnx_embedder, Embedder)
     assert (onnx_embedder.name, onnx_embedder.version, onnx_embedder.dim) == ("dlib-onnx", "resnet_v1", 128)
     assert onnx_embedder.default_threshold == DEFAULT_THRESHOLD
-    assert onnx_embedder.templates == DlibEmbedder(model_path=None).templates
+    assert onnx_embedder.crop_templates == DlibEmbedder(model_path=None).crop_templates
     assert onnx_embedder.embed([]).shape == (0, 128)
     with pytest.raises(ValueError, match="150x150x3 uint8"):
         onnx_embedder.embed([np.zeros((112, 112, 3), np.uint8)])

@@ -15,7 +15,6 @@ import pytest
 
 from conftest import MODELS, need
 from faceprint.detection import Detector
-from faceprint.detection import scrfd as scrfd_module
 from faceprint.detection.scrfd import MODEL_FILES, ScrfdDetector
 from faceprint.errors import InvalidImageError, ModelUnavailableError, UnknownComponentError
 from faceprint.io import load_image
@@ -164,8 +163,10 @@ def test_licence_warning_is_logged_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = str(need(MODELS / MODEL_FILES["500m"]))
-    monkeypatch.setattr(scrfd_module, "_warned", False)
-    with caplog.at_level(logging.WARNING, logger="faceprint.detection.scrfd"):
+    from faceprint import models
+
+    monkeypatch.setattr(models, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="faceprint.models"):
         ScrfdDetector(model_path=path)
         ScrfdDetector(model_path=path, input_size=(320, 320))
     hits = [r for r in caplog.records if "non-commercial" in r.getMessage()]

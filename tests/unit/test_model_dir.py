@@ -104,7 +104,7 @@ def test_a_model_dir_loads_as_an_embedder(md: Path) -> None:
     assert model_id(emb) == card["model_id"] == f"dlib-ft@test+{card['files'][ONNX_FILE][:8]}"
     assert model_id(emb, flip=True) == card["model_id"] + "+flip"
     assert (emb.default_threshold, emb.flip_threshold) == (0.906, 0.91)
-    assert set(emb.templates) == {"dlib5", "std5"}
+    assert [set(t) for t in emb.crop_templates] == [{"dlib5", "std5"}]
     crops = np.random.default_rng(0).integers(0, 255, (5, 150, 150, 3), dtype=np.uint8)
     vecs = emb.embed(list(crops))  # batch_size 2: three runs
     assert vecs.shape == (5, DIM) and vecs.dtype == np.float32
@@ -295,7 +295,8 @@ def test_an_embedder_argument_that_is_a_path_is_a_model_dir(
     check_embedder("tiny")
     check_embedder("dlib-onnx")  # a registered name: nothing loaded
     with pytest.raises(
-        UnknownComponentError, match="expected one of dlib, dlib-onnx or a MODEL_DIR written by"
+        UnknownComponentError,
+        match=r"expected one of dlib, dlib-onnx, faceplugin, mobilefacenet .* or a MODEL_DIR written by",
     ):
         check_embedder("nosuch")
     with pytest.raises(ModelUnavailableError, match=r"no MODEL_DIR at ./gone"):
@@ -414,7 +415,7 @@ def test_the_cli_checks_a_model_dir_before_loading_anything(md: Path, photo: Pat
         (
             ["verify", img, img, "-e", str(tmp_path / "nowhere")],
             2,
-            "expected one of dlib, dlib-onnx or a MODEL_DIR",
+            "or a MODEL_DIR written by faceprint train",
         ),
         (["verify", img, img, "-e", str(photo)], 2, f"found a file at {photo}"),
         (["eval", "pairs", "--dir", ".", "--embedder", "./nowhere"], 2, "found nothing at ./nowhere"),

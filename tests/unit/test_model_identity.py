@@ -34,7 +34,7 @@ class FakeEmbedder:
 
     def __init__(self, sha: str) -> None:
         self.weights_sha256 = sha
-        self.templates: dict[str, object] = {}
+        self.crop_templates: tuple[dict[str, object], ...] = ({},)
 
 
 def unit(n: int, dim: int = 8) -> np.ndarray:

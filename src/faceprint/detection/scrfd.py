@@ -31,7 +31,6 @@ per process (once per run for an evaluation: its worker processes leave it to th
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,26 +52,9 @@ STRIDES: tuple[int, ...] = (8, 16, 32)
 ANCHORS_PER_CELL = 2
 _KINDS = {1: "score", 4: "bbox", 10: "kps"}  # last-axis size -> output kind
 
-LICENCE_WARNING = (
-    "the pretrained SCRFD models (InsightFace) are licensed for non-commercial research "
-    "purposes only; do not use the 'scrfd' detector in a commercial product"
-)
-_warned = False
-_warn_lock = threading.Lock()
+LICENCE_WARNING = str(models.CATALOG["scrfd"].licence_warning)
 
 FloatArray = NDArray[np.float32]
-
-
-def warn_licence_once(emit: bool = True) -> None:
-    """Log :data:`LICENCE_WARNING` the first time any SCRFD detector is built in this
-    process. ``emit=False`` only marks it as given: an evaluation's worker processes
-    are told so, as their parent warns once for the whole run."""
-    global _warned
-    with _warn_lock:
-        if not _warned:
-            _warned = True
-            if emit:
-                log.warning(LICENCE_WARNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +193,7 @@ class ScrfdDetector:
         self.batched = not isinstance(inp.shape[0], int)  # a dynamic batch axis
         self._centres: dict[tuple[int, int, int], FloatArray] = {}
         self._check_layout()
-        warn_licence_once()
+        models.warn_licence_once("scrfd")
 
     # -- loading -----------------------------------------------------------------------------
 

@@ -1,7 +1,11 @@
 """Face embedders. One module per embedder; each maps aligned crops to unit vectors.
 
-An :class:`Embedder` declares the alignment templates it accepts (one per landmark
-scheme); the pipeline crops with them, so embedders never see whole images.
+An :class:`Embedder` declares how it crops a face (``crop_templates``: one entry per crop
+it takes of each face, each mapping a landmark scheme to its template); the pipeline cuts
+the crops, so embedders never see whole images. A plain embedder takes one crop per face;
+a fused one (:mod:`.fused`) one per part, each part with its own template, all from one
+detection's landmarks. ``embed`` takes the crops face-major: face 0's crops in
+``crop_templates`` order, then face 1's.
 
 **Model ids.** Every vector carries the id of the model that made it, computed here and
 nowhere else (:func:`model_id`): ``network@version+<first 8 hex of the weights'
@@ -41,7 +45,9 @@ class Embedder(Protocol):
     version: str
     weights_sha256: str  # hex sha256 of the weights file the vectors come from (see model_id)
     dim: int
-    templates: dict[str, AlignmentTemplate]
+    #: One entry per crop taken of each face (one for a plain embedder, one per part for a
+    #: fused one), each mapping a landmark scheme to the template its crop is cut with.
+    crop_templates: tuple[dict[str, AlignmentTemplate], ...]
     default_threshold: float
 
     def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]: ...
@@ -60,7 +66,12 @@ ID_SHA_CHARS = 8
 
 def model_id(embedder: Embedder, flip: bool = False) -> str:
     """``network@version+<sha8>`` (``+flip`` with flip TTA): the id of ``embedder``'s vectors,
-    stored with every vector and bound to every gallery (see the module doc)."""
+    stored with every vector and bound to every gallery (see the module doc). A fused
+    embedder's id names its parts' ids and weights (:mod:`.fused`)."""
+    from .fused import FusedEmbedder
+
+    if isinstance(embedder, FusedEmbedder):
+        return embedder.model_id(flip)
     return format_model_id(embedder.network, embedder.version, embedder.weights_sha256, flip, embedder.name)
 
 

@@ -71,7 +71,7 @@ class DlibEmbedder:
         #: the ``.dat`` file's sha256: the weights part of this embedder's model id
         self.weights_sha256 = models.weights_sha256(path)
         self._net: Any = dlib.face_recognition_model_v1(str(path))
-        self.templates = chip_templates()
+        self.crop_templates = (chip_templates(),)
         self._lock = threading.Lock()
 
     def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:

@@ -38,10 +38,9 @@ half-written model.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -49,15 +48,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import models
-from ..config import get_settings
+from ..alignment import AlignmentTemplate
 from ..errors import ModelUnavailableError
-from ..files import atomic_write
-from ..types import Image
+from .converted import ConvertedEmbedder
 from .dlib import DEFAULT_THRESHOLD, FLIP_THRESHOLD, chip_templates
 from .dlib_format import Layer, Network, read_network
 from .onnx_session import INPUT_NAME as INPUT_NAME  # the graph's I/O names, re-exported
 from .onnx_session import OUTPUT_NAME as OUTPUT_NAME
-from .onnx_session import check_options, embed_batched, new_session, require
+from .onnx_session import require
 
 if TYPE_CHECKING:  # onnx is imported lazily at run time
     import onnx
@@ -219,37 +217,7 @@ def _require(module: str) -> Any:
 
 def cache_path() -> Path:
     """Where the converted model lives: ``Settings.cache_dir / ONNX_FILENAME``."""
-    return get_settings().cache_dir / ONNX_FILENAME
-
-
-def _is_current(path: Path, sha256: str) -> bool:
-    """Whether ``path`` is a readable ONNX model converted from a .dat with ``sha256``."""
-    if not path.is_file():
-        return False
-    import onnx
-
-    try:
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    except Exception as exc:  # any decoding failure means "rebuild"
-        log.warning("cached ONNX model %s is unreadable (%s): rebuilding it", path, exc)
-        return False
-    if props.get("source_sha256") != sha256 or props.get("converter_version") != CONVERTER_VERSION:
-        log.info("cached ONNX model %s is stale: rebuilding it", path)
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock on ``<path>.lock`` (POSIX ``flock``)."""
-    import fcntl
-
-    with open(path.with_name(path.name + ".lock"), "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return DlibOnnxEmbedder.cache_path()
 
 
 def build_onnx(
@@ -265,29 +233,9 @@ def build_onnx(
     same converter version) is kept. A corrupt ``.dat`` raises
     :class:`ModelUnavailableError` and leaves no file behind.
     """
-    _require("onnx")
-    dat = models.resolve("dlib", path=dat_path)
-    out = Path(out_path) if out_path is not None else cache_path()
-    sha = models.sha256_file(dat)
-    if not force and _is_current(out, sha):
-        return out
-    published = models.get_spec("dlib").files[0].sha256
-    if sha != published:
-        log.warning("%s has sha256 %s, not the published %s; converting it anyway", dat, sha, published)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(out):
-            if not force and _is_current(out, sha):  # another process built it meanwhile
-                return out
-            log.info("converting %s to ONNX at %s", dat, out)
-            model = to_onnx(read_network(dat), {"source_sha256": sha, "source_file": dat.name})
-            data = model.SerializeToString()
-            atomic_write(out, lambda tmp: tmp.write_bytes(data), fsync=True)
-    except OSError as exc:
-        raise ModelUnavailableError(
-            f"cannot write the ONNX model to {out}: {exc}; set FACEPRINT_CACHE to a writable directory"
-        ) from exc
-    return out
+    if force:
+        return DlibOnnxEmbedder.build(dat_path, out_path)
+    return DlibOnnxEmbedder.ensure(dat_path, out_path)
 
 
 def ensure_onnx(
@@ -297,17 +245,7 @@ def ensure_onnx(
     return build_onnx(dat_path, out_path, force=False)
 
 
-def _weights_sha256(session: Any, path: Path) -> str:
-    """The sha256 behind the model id of the graph ``session`` runs: the ``.dat`` it was
-    converted from, as the loaded file records it; else the ONNX file's own sha256."""
-    props = dict(session.get_modelmeta().custom_metadata_map)
-    source = str(props.get("source_sha256", ""))
-    if props.get("converter_version") and len(source) == 64:
-        return source.lower()
-    return models.weights_sha256(path)
-
-
-class DlibOnnxEmbedder:
+class DlibOnnxEmbedder(ConvertedEmbedder):
     """dlib ResNet v1 (128-D) run by ONNX Runtime; vectors equal :class:`DlibEmbedder`'s.
 
     ``model_path`` is the dlib ``.dat`` (default: resolved like the ``dlib`` model);
@@ -323,34 +261,16 @@ class DlibOnnxEmbedder:
     network = "dlib"  # the same network and weights as dlib-bin's: one model id (module doc)
     version = "resnet_v1"
     dim = 128
+    size = 150
     default_threshold = DEFAULT_THRESHOLD
     flip_threshold = FLIP_THRESHOLD
+    source_model = "dlib"
+    converter_version = CONVERTER_VERSION
 
-    def __init__(
-        self,
-        model_path: str | None = None,
-        onnx_path: str | None = None,
-        intra_op_threads: int = 0,
-        providers: Sequence[str] | None = None,
-        batch_size: int = 32,
-    ) -> None:
-        check_options(intra_op_threads, batch_size)
-        _require("onnxruntime")
-        path = ensure_onnx(model_path, onnx_path)
-        try:
-            self._session: Any = new_session(path, intra_op_threads, providers, "the dlib-onnx embedder")
-        except Exception as exc:  # e.g. a cache file damaged after its metadata was read
-            log.warning("could not load %s (%s): rebuilding it", path, exc)
-            path = build_onnx(model_path, onnx_path, force=True)
-            try:
-                self._session = new_session(path, intra_op_threads, providers, "the dlib-onnx embedder")
-            except Exception as again:
-                raise ModelUnavailableError(f"onnxruntime cannot load {path}: {again}") from again
-        self.onnx_path = path
-        self.weights_sha256 = _weights_sha256(self._session, path)
-        self.batch_size = batch_size
-        self.templates = chip_templates()
+    @classmethod
+    def templates(cls) -> dict[str, AlignmentTemplate]:
+        return chip_templates()
 
-    def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:
-        """``(N, 128)`` float32 unit vectors for 150x150 RGB uint8 chips (any N)."""
-        return embed_batched(self._session, crops, self.dim, self.batch_size, self.name)
+    @classmethod
+    def convert(cls, source: Path) -> onnx.ModelProto:
+        return to_onnx(read_network(source))

@@ -387,7 +387,7 @@ class ModelDirEmbedder:
         self.default_threshold = md.default_threshold
         self.flip_threshold = md.flip_threshold
         self.batch_size = batch_size
-        self.templates = chip_templates()
+        self.crop_templates = (chip_templates(),)
         register_distributions(md)
 
     def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:

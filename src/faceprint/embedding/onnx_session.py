@@ -66,13 +66,14 @@ def new_session(model: Path | bytes, intra_op_threads: int, providers: Sequence[
 
 
 def embed_batched(
-    session: Any, crops: Sequence[Image], dim: int, batch_size: int, who: str
+    session: Any, crops: Sequence[Image], dim: int, batch_size: int, who: str, size: int = CHIP_SIZE
 ) -> NDArray[np.float32]:
-    """``(N, dim)`` float32 unit vectors for 150x150 RGB uint8 chips (any N), run
-    ``batch_size`` at a time through ``session`` and L2-normalised."""
+    """``(N, dim)`` float32 unit vectors for ``size`` x ``size`` RGB uint8 crops (any N;
+    dlib's 150x150 chips by default), run ``batch_size`` at a time through ``session`` and
+    L2-normalised."""
     if len(crops) == 0:
         return np.zeros((0, dim), dtype=np.float32)
-    check_crops(crops, CHIP_SIZE, who)
+    check_crops(crops, size, who)
     batch = np.stack(crops)
     out = [
         session.run([OUTPUT_NAME], {INPUT_NAME: batch[i : i + batch_size]})[0]

@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..alignment import align_face
 from ..embedding import Embedder
 from ..errors import EvaluationError, FaceprintError, InvalidArgumentError
 from ..recognizer import Recognizer
@@ -181,7 +180,7 @@ def _embed_chunk(
             loaded.append((path, sha, load_image(path), wanted))
         except (FaceprintError, OSError) as exc:
             out.extend((j, ImageResult(path, sha, None, None, 0, str(exc))) for j in wanted)
-    batches: dict[tuple[int, bool], list[tuple[Image, int, Path, str, Box, int]]] = {}
+    batches: dict[tuple[int, bool], list[tuple[list[Image], int, Path, str, Box, int]]] = {}
     for j, rec in enumerate(recs):
         mine = [x for x in loaded if j in x[3]]
         found = rec.detector.detect_batch([img for _, _, img, _ in mine]) if mine else []
@@ -190,12 +189,11 @@ def _embed_chunk(
             if chosen is None:
                 out.append((j, ImageResult(path, sha, None, None, 0)))
                 continue
-            crop = align_face(img, chosen, rec.embedder.templates)
             batches.setdefault((id(rec.embedder), rec.flip), []).append(
-                (crop, j, path, sha, chosen.box, len(faces))
+                (rec.crops(img, chosen), j, path, sha, chosen.box, len(faces))
             )
     for batch in batches.values():
-        vecs = recs[batch[0][1]].embed_crops([b[0] for b in batch])
+        vecs = recs[batch[0][1]].embed_crops([c for b in batch for c in b[0]])
         for (_, j, path, sha, box, n), vec in zip(batch, vecs, strict=True):
             out.append((j, ImageResult(path, sha, np.asarray(vec, dtype=np.float32), box, n)))
     return out
@@ -218,12 +216,15 @@ def _sendable(exc: BaseException) -> Exception:
 
 
 def _licence_warning(pipeline: PipelineSpec, emit: bool) -> None:
-    """SCRFD's licence warning, once per run: given by the parent (``emit``), only marked
-    as given in each worker, which would otherwise print it again."""
-    if pipeline_names(pipeline)[0] == "scrfd":
-        from ..detection.scrfd import warn_licence_once
+    """The licence warnings of the pipeline's models (SCRFD's, an npm embedder's), once per
+    run: given by the parent (``emit``), only marked as given in each worker, which would
+    otherwise print them again."""
+    from .. import models
+    from ..registry import embedder_parts
 
-        warn_licence_once(emit=emit)
+    det, emb = pipeline_names(pipeline)
+    for name in (det, *embedder_parts(emb.removesuffix("+flip"))):
+        models.warn_licence_once(name, emit=emit)
 
 
 @contextmanager

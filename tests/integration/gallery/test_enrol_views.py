@@ -30,7 +30,7 @@ def _vector(g: Gallery, name: str) -> np.ndarray:
 def test_views_vector_is_the_mean_of_the_four_crops(recognizer: Recognizer) -> None:
     img = load_image(need(OBAMA))
     (face,) = recognizer.detect(img)
-    t = recognizer.embedder.templates
+    (t,) = recognizer.embedder.crop_templates
     crop = align_face(img, face, t)
     crops = [crop, np.ascontiguousarray(crop[:, ::-1])]
     crops += [align_face(img, face, {k: v.zoomed(z) for k, v in t.items()}) for z in VIEW_ZOOMS]

@@ -1,0 +1,220 @@
+"""Embedders whose ONNX graph faceprint builds from another model file, once, into the
+cache dir: ``dlib-onnx`` (from dlib's ``.dat``), ``mobilefacenet`` (from a TFLite file) and
+``faceplugin`` (from an ONNX file with a batch fixed at 1).
+
+Why one module: the three share everything but the conversion. Each built file follows
+the embedder graph contract of :mod:`.onnx_session` (input ``crops`` uint8 ``(N, size,
+size, 3)`` RGB NHWC with a dynamic batch and the preprocessing inside; output
+``descriptors`` float32 ``(N, dim)``, raw), and records in its ``metadata_props`` the
+source file's sha256 (``source_sha256``) and the converter version. A cached file whose
+record differs from the source (another file, or an older converter), or that cannot be
+read, is rebuilt. Builds write a temporary file and ``os.replace`` it into place under an
+exclusive ``fcntl.flock`` on ``<file>.lock``, so concurrent processes never see or leave a
+half-written model.
+
+**Model id.** The vectors' id hashes the *source* weights as the loaded graph records them
+(:func:`recorded_sha256`), so a converted graph shares the id of the file it came from
+(``dlib-onnx`` and ``dlib`` share ``dlib@resnet_v1+55533b28``), and a graph that names no
+source is hashed itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import models
+from ..alignment import AlignmentTemplate
+from ..config import get_settings
+from ..errors import ModelUnavailableError
+from ..files import atomic_write
+from ..types import Image
+from .onnx_session import check_options, embed_batched, new_session, require
+
+if TYPE_CHECKING:  # onnx is imported lazily at run time
+    import onnx
+
+log = logging.getLogger(__name__)
+
+#: Turns a source model file into the contract graph; its metadata is added by :func:`build`.
+Converter = Callable[[Path], "onnx.ModelProto"]
+
+
+def is_current(path: Path, sha256: str, converter_version: str) -> bool:
+    """Whether ``path`` is a readable ONNX model converted from a source with ``sha256`` by
+    converter ``converter_version``."""
+    if not path.is_file():
+        return False
+    import onnx
+
+    try:
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception as exc:  # any decoding failure means "rebuild"
+        log.warning("cached ONNX model %s is unreadable (%s): rebuilding it", path, exc)
+        return False
+    if props.get("source_sha256") != sha256 or props.get("converter_version") != converter_version:
+        log.info("cached ONNX model %s is stale: rebuilding it", path)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Exclusive inter-process lock on ``<path>.lock`` (POSIX ``flock``)."""
+    import fcntl
+
+    with open(path.with_name(path.name + ".lock"), "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def build(
+    source_model: str,
+    convert: Converter,
+    converter_version: str,
+    out: Path,
+    source_path: str | os.PathLike[str] | None = None,
+    *,
+    force: bool = True,
+) -> Path:
+    """Convert the file of catalogue model ``source_model`` (``source_path``, else where
+    :func:`faceprint.models.resolve` finds it) with ``convert`` and write the graph to
+    ``out``; returns ``out``.
+
+    With ``force=False`` an existing file converted from the same source (same sha256, same
+    converter version) is kept. A source whose sha256 differs from the catalogue's is
+    converted with a warning (a user's own copy); a corrupt one raises
+    :class:`ModelUnavailableError` from ``convert`` and leaves no file behind.
+    """
+    require("onnx", f"the {source_model} converter")
+    src = models.resolve(source_model, path=source_path)
+    sha = models.sha256_file(src)
+    if not force and is_current(out, sha, converter_version):
+        return out
+    published = models.get_spec(source_model).files[0].sha256
+    if sha != published:
+        log.warning("%s has sha256 %s, not the published %s; converting it anyway", src, sha, published)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with locked(out):
+            if not force and is_current(out, sha, converter_version):  # built meanwhile by another process
+                return out
+            log.info("converting %s to ONNX at %s", src, out)
+            model = convert(src)
+            from onnx import helper
+
+            props = {p.key: p.value for p in model.metadata_props}
+            props.update(source_sha256=sha, source_file=src.name, converter_version=converter_version)
+            del model.metadata_props[:]
+            helper.set_model_props(model, props)
+            data = model.SerializeToString()
+            atomic_write(out, lambda tmp: tmp.write_bytes(data), fsync=True)
+    except OSError as exc:
+        raise ModelUnavailableError(
+            f"cannot write the ONNX model to {out}: {exc}; set FACEPRINT_CACHE to a writable directory"
+        ) from exc
+    return out
+
+
+def recorded_sha256(session: Any, path: Path) -> str:
+    """The sha256 behind the model id of the graph ``session`` runs: the source file it was
+    converted from, as the loaded graph records it; else the ONNX file's own sha256."""
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    source = str(props.get("source_sha256", ""))
+    if props.get("converter_version") and len(source) == 64:
+        return source.lower()
+    return models.weights_sha256(path)
+
+
+class ConvertedEmbedder:
+    """Base of the embedders that run a graph built by :func:`build` (module doc).
+
+    Subclasses set the class attributes and :meth:`convert`. ``model_path`` is the source
+    file (default: resolved from the catalogue entry :attr:`source_model`); ``onnx_path``
+    where the built graph is cached (default: ``Settings.cache_dir /`` the catalogue's
+    ``built_file``); ``intra_op_threads`` goes to ONNX Runtime (0 = its default, one per
+    physical core); ``providers`` are ONNX Runtime execution providers (default CPU);
+    crops are run ``batch_size`` at a time.
+    """
+
+    name: ClassVar[str]
+    network: ClassVar[str]
+    version: ClassVar[str]
+    dim: ClassVar[int]
+    size: ClassVar[int]  # side of the square crop the graph takes
+    default_threshold: ClassVar[float]
+    flip_threshold: ClassVar[float]
+    source_model: ClassVar[str]  # catalogue entry of the file converted
+    converter_version: ClassVar[str]  # bump when the graph convert() writes changes
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        onnx_path: str | None = None,
+        intra_op_threads: int = 0,
+        providers: Sequence[str] | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        check_options(intra_op_threads, batch_size)
+        who = f"the {self.name} embedder"
+        require("onnxruntime", who)
+        models.warn_licence_once(self.name)
+        path = self.ensure(model_path, onnx_path)
+        try:
+            self._session: Any = new_session(path, intra_op_threads, providers, who)
+        except Exception as exc:  # e.g. a cache file damaged after its metadata was read
+            log.warning("could not load %s (%s): rebuilding it", path, exc)
+            path = self.build(model_path, onnx_path)
+            try:
+                self._session = new_session(path, intra_op_threads, providers, who)
+            except Exception as again:
+                raise ModelUnavailableError(f"onnxruntime cannot load {path}: {again}") from again
+        self.onnx_path = path
+        self.weights_sha256 = recorded_sha256(self._session, path)
+        self.batch_size = batch_size
+        self.crop_templates = (self.templates(),)
+
+    @classmethod
+    def templates(cls) -> dict[str, AlignmentTemplate]:
+        """The crop's template per landmark scheme."""
+        raise NotImplementedError
+
+    @classmethod
+    def convert(cls, source: Path) -> onnx.ModelProto:
+        """The contract graph (module doc) of the source file at ``source``."""
+        raise NotImplementedError
+
+    @classmethod
+    def cache_path(cls) -> Path:
+        """Where the built graph lives by default: ``Settings.cache_dir /`` its catalogue file."""
+        return get_settings().cache_dir / str(models.get_spec(cls.name).built_file)
+
+    @classmethod
+    def build(
+        cls, model_path: str | os.PathLike[str] | None = None, onnx_path: str | os.PathLike[str] | None = None
+    ) -> Path:
+        """Convert the source now (whatever is cached) and return the graph's path."""
+        out = Path(onnx_path) if onnx_path is not None else cls.cache_path()
+        return build(cls.source_model, cls.convert, cls.converter_version, out, model_path, force=True)
+
+    @classmethod
+    def ensure(
+        cls, model_path: str | os.PathLike[str] | None = None, onnx_path: str | os.PathLike[str] | None = None
+    ) -> Path:
+        """The built graph, converted first if missing, stale or unreadable."""
+        out = Path(onnx_path) if onnx_path is not None else cls.cache_path()
+        return build(cls.source_model, cls.convert, cls.converter_version, out, model_path, force=False)
+
+    def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:
+        """``(N, dim)`` float32 unit vectors for ``size`` x ``size`` RGB uint8 crops (any N)."""
+        return embed_batched(self._session, crops, self.dim, self.batch_size, self.name, self.size)
