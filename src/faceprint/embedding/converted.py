@@ -86,6 +86,7 @@ def build(
     source_path: str | os.PathLike[str] | None = None,
     *,
     force: bool = True,
+    strict: bool = False,
 ) -> Path:
     """Convert the file of catalogue model ``source_model`` (``source_path``, else where
     :func:`faceprint.models.resolve` finds it) with ``convert`` and write the graph to
@@ -93,8 +94,9 @@ def build(
 
     With ``force=False`` an existing file converted from the same source (same sha256, same
     converter version) is kept. A source whose sha256 differs from the catalogue's is
-    converted with a warning (a user's own copy); a corrupt one raises
-    :class:`ModelUnavailableError` from ``convert`` and leaves no file behind.
+    refused with ``strict`` (naming both hashes), else converted with a warning (a user's
+    own copy of dlib's weights); a corrupt one raises :class:`ModelUnavailableError` from
+    ``convert`` and leaves no file behind.
     """
     require("onnx", f"the {source_model} converter")
     src = models.resolve(source_model, path=source_path)
@@ -102,6 +104,11 @@ def build(
     if not force and is_current(out, sha, converter_version):
         return out
     published = models.get_spec(source_model).files[0].sha256
+    if sha != published and strict:
+        raise ModelUnavailableError(
+            f"{src} has sha256 {sha}, expected {published} (the published {source_model} file): refused; "
+            f"{models.how_to_get(models.get_spec(source_model), models.get_spec(source_model).files[0])}"
+        )
     if sha != published:
         log.warning("%s has sha256 %s, not the published %s; converting it anyway", src, sha, published)
     try:
@@ -156,6 +163,11 @@ class ConvertedEmbedder:
     flip_threshold: ClassVar[float]
     source_model: ClassVar[str]  # catalogue entry of the file converted
     converter_version: ClassVar[str]  # bump when the graph convert() writes changes
+    #: ONNX Runtime's graph optimisation level for this graph (``onnx_session.new_session``):
+    #: measured per model, since the fastest level differs (bench/fusion_speed.py)
+    graph_optimization: ClassVar[str] = "all"
+    #: Refuse a source file whose sha256 is not the catalogue's (else: convert, with a warning)
+    strict_source: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -171,12 +183,12 @@ class ConvertedEmbedder:
         models.warn_licence_once(self.name)
         path = self.ensure(model_path, onnx_path)
         try:
-            self._session: Any = new_session(path, intra_op_threads, providers, who)
+            self._session: Any = new_session(path, intra_op_threads, providers, who, self.graph_optimization)
         except Exception as exc:  # e.g. a cache file damaged after its metadata was read
             log.warning("could not load %s (%s): rebuilding it", path, exc)
             path = self.build(model_path, onnx_path)
             try:
-                self._session = new_session(path, intra_op_threads, providers, who)
+                self._session = new_session(path, intra_op_threads, providers, who, self.graph_optimization)
             except Exception as again:
                 raise ModelUnavailableError(f"onnxruntime cannot load {path}: {again}") from again
         self.onnx_path = path
@@ -205,7 +217,15 @@ class ConvertedEmbedder:
     ) -> Path:
         """Convert the source now (whatever is cached) and return the graph's path."""
         out = Path(onnx_path) if onnx_path is not None else cls.cache_path()
-        return build(cls.source_model, cls.convert, cls.converter_version, out, model_path, force=True)
+        return build(
+            cls.source_model,
+            cls.convert,
+            cls.converter_version,
+            out,
+            model_path,
+            force=True,
+            strict=cls.strict_source,
+        )
 
     @classmethod
     def ensure(
@@ -213,7 +233,15 @@ class ConvertedEmbedder:
     ) -> Path:
         """The built graph, converted first if missing, stale or unreadable."""
         out = Path(onnx_path) if onnx_path is not None else cls.cache_path()
-        return build(cls.source_model, cls.convert, cls.converter_version, out, model_path, force=False)
+        return build(
+            cls.source_model,
+            cls.convert,
+            cls.converter_version,
+            out,
+            model_path,
+            force=False,
+            strict=cls.strict_source,
+        )
 
     def embed(self, crops: Sequence[Image]) -> NDArray[np.float32]:
         """``(N, dim)`` float32 unit vectors for ``size`` x ``size`` RGB uint8 crops (any N)."""

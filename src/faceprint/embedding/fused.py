@@ -127,13 +127,17 @@ def is_fused_id(model: str) -> bool:
 
 
 def fusion_of_id(model: str) -> Fusion | None:
-    """The fitted fusion whose parts' networks the fused model id ``model`` names, or
-    ``None`` (not a fused id, or unknown parts)."""
+    """The fitted fusion whose parts' networks and weights the fused model id ``model``
+    names, or ``None`` (not a fused id, unknown parts, or weights this faceprint does not
+    ship)."""
     if not is_fused_id(model):
         return None
-    inner = model[len("fuse(") :].split(")", 1)[0]
-    networks = tuple(part.split("@", 1)[0] for part in inner.split(","))
-    return FUSIONS.get(networks)
+    inner = model[len("fuse(") :].rsplit(")", 1)[0]
+    parts = [p.rpartition("=") for p in inner.split(",")]
+    fusion = FUSIONS.get(tuple(pid.split("@", 1)[0] for pid, _, _ in parts))
+    if fusion is None or [w for _, _, w in parts] != [f"{w:g}" for w in fusion.weights]:
+        return None
+    return fusion
 
 
 class FusedEmbedder:

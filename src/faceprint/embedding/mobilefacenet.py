@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from ..alignment import AlignmentTemplate
 from . import crop112
 from .converted import ConvertedEmbedder
+from .tflite_onnx import CONVERTER_VERSION
 
 if TYPE_CHECKING:
     import onnx
@@ -51,7 +52,8 @@ class MobileFaceNetEmbedder(ConvertedEmbedder):
     default_threshold = DEFAULT_THRESHOLD
     flip_threshold = FLIP_THRESHOLD
     source_model = "mobilefacenet"
-    converter_version = "1"
+    strict_source = True  # only the published file: its licence and accuracy are what we state
+    converter_version = CONVERTER_VERSION
 
     @classmethod
     def templates(cls) -> dict[str, AlignmentTemplate]:

@@ -71,6 +71,15 @@ def _mismatch_hint(bound: str, mine: str) -> str:
     """What to change so that vectors of ``mine`` fit a gallery bound to ``bound``."""
     if upgrade_model_id(bound) is not None:  # not migrated: the file could not be written
         return "an older faceprint wrote it; open it once where it can be written to upgrade its model id"
+    from ..embedding.fused import is_fused_id
+
+    if is_fused_id(bound) or is_fused_id(mine):
+        if bound.removesuffix("+flip") == mine.removesuffix("+flip"):
+            return "use --flip" if bound.endswith("+flip") else "drop --flip"
+        return (
+            "vectors of a fused embedder never mix with a plain one's or another fusion's: "
+            "use the embedder that filled it"
+        )
     b_parts, m_parts = bound.split("+"), mine.split("+")
     if b_parts[0] != m_parts[0]:
         return f"use the embedder of {b_parts[0].split('@')[0]}"
@@ -325,8 +334,12 @@ class Gallery:
         the bound model's embedder (so listing or configuring loads no model)."""
         if self._recognizer is not None:
             return self._recognizer.threshold
+        from ..embedding.fused import fusion_of_id
         from ..registry import embedders
 
+        fusion = fusion_of_id(model)
+        if fusion is not None:
+            return fusion.flip_threshold if model.endswith("+flip") else fusion.default_threshold
         name = model.split("@")[0]
         try:
             cls = embedders.resolve(name)
