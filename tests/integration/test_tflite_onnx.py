@@ -125,6 +125,8 @@ def test_converted_graph_is_a_valid_embedder_graph(converted: Any) -> None:
     assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 192]
     props = {p.key: p.value for p in converted.metadata_props}
     assert props["source_sha256"] == SHA256 and props["source_file"] == MODEL.name
+    ops = [node.op_type for node in converted.graph.node]
+    assert "Abs" not in ops and ops.count("BatchNormalization") == 2 * 33  # every PReLU fused
 
 
 @pytest.mark.parametrize("batch", [1, 2, 5])

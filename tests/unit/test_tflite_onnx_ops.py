@@ -1,7 +1,8 @@
 """The TFLite -> ONNX converter on hand-built networks: ONNX Runtime's output equals a
 numpy rendering of TFLite's NHWC semantics (SAME padding with the odd pixel after,
 OHWI and 1HWO filters, per-channel constants, RESHAPE in NHWC order) at any batch, the
-graph follows the embedder contract, and what it cannot translate is refused by name."""
+graph follows the embedder contract, and what it cannot translate is refused by name;
+the five-op PReLU is fused (same outputs, no ABS/SUB/MUL left) only where it is exact."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from faceprint.embedding import tflite_onnx
 from faceprint.embedding.tflite_format import parse_model
 from faceprint.embedding.tflite_onnx import to_onnx
 from faceprint.errors import ModelUnavailableError
@@ -19,6 +21,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 ADD, CONV, DEPTHWISE, MUL, RELU, RESHAPE, SUB, ABS = 0, 3, 4, 18, 19, 22, 41, 101
+ADD_OPTIONS, MUL_OPTIONS, SUB_OPTIONS = 11, 21, 28
 SAME, VALID = 0, 1
 MEAN, SCALE = 127.5, 1 / 128
 F = np.float32
@@ -96,14 +99,14 @@ def network(rng: np.random.Generator, batch: int = 1) -> tuple[bytes, dict[str, 
     n.op(DEPTHWISE, [t1, n.const("w2", p["w2"]), n.const("b2", p["b2"])], [t2], depthwise_options(SAME, 1, 2))
     a, d, m, r, y = (n.act(k, [batch, 4, 4, 8]) for k in ("abs", "sub", "mul", "relu", "prelu"))
     n.op(ABS, [t2], [a])
-    n.op(SUB, [t2, a], [d], (28, {}))
-    n.op(MUL, [n.const("alpha", p["alpha"] / 2), d], [m], (21, {}))
+    n.op(SUB, [t2, a], [d], (SUB_OPTIONS, {}))
+    n.op(MUL, [n.const("alpha", p["alpha"] / 2), d], [m], (MUL_OPTIONS, {}))
     n.op(RELU, [t2], [r])
-    n.op(ADD, [r, m], [y], (11, {}))
+    n.op(ADD, [r, m], [y], (ADD_OPTIONS, {}))
     t3 = n.act("dw2", [batch, 2, 2, 8])
     n.op(DEPTHWISE, [y, n.const("w3", p["w3"]), -1], [t3], depthwise_options(VALID, 2, 1, activation=1))
     t4 = n.act("sub2", [batch, 2, 2, 8])
-    n.op(SUB, [n.const("c", p["c"]), t3], [t4], (28, {}))
+    n.op(SUB, [n.const("c", p["c"]), t3], [t4], (SUB_OPTIONS, {}))
     out = n.act("embeddings", [batch, 32])
     n.op(
         RESHAPE,
@@ -193,3 +196,94 @@ def test_reshape_that_mixes_the_batch_is_refused() -> None:
     n.op(RESHAPE, [x, n.const("shape", np.array([1, 96], np.int32))], [y])
     with pytest.raises(ModelUnavailableError, match="expected the batch"):
         convert(n.build([x], [y]))
+
+
+PRELU_SHAPE = (4, 4, 16)  # 16 channels: a whole block of ONNX Runtime's NCHWc layout
+
+
+def prelu_network(
+    rng: np.random.Generator, variant: str, batch: int = 2
+) -> tuple[bytes, Array, Array, Array]:
+    """8x8x3 -> conv 3x3 SAME s2 (16) -> PReLU spelt ADD(RELU(x), MUL(a, SUB(x, ABS(x))))
+    -> RESHAPE (N, 256); ``variant`` spells it exactly ("exact", or "swapped" operands of
+    the commutative ADD and MUL) or nearly ("sub_read_twice": the SUB's output is added to
+    the result too; "sub_reversed": SUB(ABS(x), x); "add_fused_relu": the ADD carries a
+    fused RELU). Returns the file, the conv's weights and bias, and a (the half slope)."""
+    w = rng.normal(0, 0.5, (16, 3, 3, 3)).astype(F)
+    b = rng.normal(0, 0.5, 16).astype(F)
+    half = rng.normal(0, 0.2, 16).astype(F)
+    n = Net()
+    x = n.act("input", [batch, 8, 8, 3])
+    t = n.act("conv", [batch, *PRELU_SHAPE])
+    n.op(CONV, [x, n.const("w", w), n.const("b", b)], [t], conv_options(SAME, 2))
+    a, d, m, r, y = (n.act(k, [batch, *PRELU_SHAPE]) for k in ("abs", "sub", "mul", "relu", "prelu"))
+    n.op(ABS, [t], [a])
+    n.op(SUB, [a, t] if variant == "sub_reversed" else [t, a], [d], (SUB_OPTIONS, {}))
+    alpha = n.const("alpha_half", half)
+    n.op(MUL, [d, alpha] if variant == "swapped" else [alpha, d], [m], (MUL_OPTIONS, {}))
+    n.op(RELU, [t], [r])
+    relu_fused = (ADD_OPTIONS, {0: ("b", 1)}) if variant == "add_fused_relu" else (ADD_OPTIONS, {})
+    n.op(ADD, [m, r] if variant == "swapped" else [r, m], [y], relu_fused)
+    if variant == "sub_read_twice":
+        y2 = n.act("prelu_plus_sub", [batch, *PRELU_SHAPE])
+        n.op(ADD, [y, d], [y2], (ADD_OPTIONS, {}))
+        y = y2
+    out = n.act("embeddings", [batch, 256])
+    n.op(RESHAPE, [y, n.const("shape", np.array([batch, 256], np.int32))], [out])
+    return n.build([x], [out]), w, b, half
+
+
+def prelu_network_ref(crops: Array, variant: str, w: Array, b: Array, half: Array) -> Array:
+    x = conv_ref((crops.astype(F) - F(MEAN)) * F(SCALE), w, b, 2, SAME)
+    d = np.abs(x) - x if variant == "sub_reversed" else x - np.abs(x)
+    y = np.maximum(x, 0) + half * d
+    if variant == "add_fused_relu":
+        y = np.maximum(y, 0)
+    if variant == "sub_read_twice":
+        y = y + d
+    return y.reshape(len(crops), -1)
+
+
+def op_types(model: Any) -> list[str]:
+    return [node.op_type for node in model.graph.node]
+
+
+@pytest.mark.parametrize("variant", ["exact", "swapped"])
+def test_prelu_pattern_is_fused_into_blocked_friendly_nodes(
+    variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The five-op PReLU becomes Add(Relu(x), BN(Relu(BN(x, -1)), -2a)): no ABS, SUB or
+    MUL left, the same outputs as the op-by-op graph (bit for bit in practice) and as
+    the NHWC reference, at batch 1 and 3 (the file's batch is 2)."""
+    rng = np.random.default_rng(7)
+    data, w, b, half = prelu_network(rng, variant)
+    fused = convert(data)
+    ops = op_types(fused)
+    assert "Abs" not in ops and "Mul" not in ops[3:] and "Sub" not in ops[3:]  # [:3]: cast, mean, scale
+    assert ops.count("BatchNormalization") == 2 and ops.count("Relu") == 2 and ops.count("Add") == 1
+    onnx.checker.check_model(fused, full_check=True)
+    monkeypatch.setattr(tflite_onnx, "_find_prelus", lambda model, sg: {})
+    op_by_op = convert(data)
+    assert "Abs" in op_types(op_by_op) and "BatchNormalization" not in op_types(op_by_op)
+    for batch in (1, 3):
+        crops = rng.integers(0, 256, (batch, 8, 8, 3), dtype=np.uint8)
+        got = run(fused, crops)
+        assert got.shape == (batch, 256) and (got < 0).any() and (got > 0).any()
+        np.testing.assert_allclose(got, run(op_by_op, crops), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(got, prelu_network_ref(crops, variant, w, b, half), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["sub_read_twice", "sub_reversed", "add_fused_relu"])
+def test_prelu_near_misses_are_translated_op_by_op(variant: str) -> None:
+    """Short of the exact pattern (an intermediate read elsewhere, SUB's operands the
+    other way round, an activation fused into the ADD) nothing is fused, and the
+    graph still computes what the file says."""
+    rng = np.random.default_rng(8)
+    data, w, b, half = prelu_network(rng, variant)
+    model = convert(data)
+    ops = op_types(model)
+    assert "BatchNormalization" not in ops and ops.count("Abs") == 1
+    crops = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_allclose(
+        run(model, crops), prelu_network_ref(crops, variant, w, b, half), atol=1e-5, rtol=1e-5
+    )
