@@ -25,6 +25,11 @@ known probes then count as misses); a probe without one is a miss, or a rejected
         # also a gallery enrolled with views (faceprint.recognizer.VIEW_ZOOMS: each enrolled
         # vector averages the face's crop, mirror and two re-crops; probes stay one crop),
         # at its own default operating point
+    python bench/identification.py --embedder mobilefacenet|faceplugin|dlib-onnx+mobilefacenet|... \
+        [--flip] [--views] [--fit-impostors]
+        # another embedder or a fusion: vectors from bench/_parts.py (each part embeds each
+        # image once; fusions combined exactly as FusedEmbedder does, checked there), no
+        # face_recognition peer; writes bench/results/identification_<embedder>[_flip].json
     python bench/identification.py --fit-impostors [--flip] [--views]
         # writes gallery/impostors/<model id>.json, e.g. dlib@resnet_v1+55533b28(+flip).json,
         # and with --views <model id>+views.json (probe vectors against view-averaged
@@ -136,6 +141,30 @@ def embed_images(
         arrays[f"{key}_ok"] = np.array([r[j] is not None for r in rows])
     if cache is not None:
         np.savez(cache, **arrays)  # type: ignore[arg-type]
+    return out
+
+
+def part_store_vectors(
+    root: Path, paths: list[Path], name: str, flip: bool, views: bool, threads: int
+) -> dict[str, dict[Path, np.ndarray | None]]:
+    """{"ours": ..., "views": ...} for embedder or fusion ``name`` from bench/_parts.py's
+    per-part vectors of every LFW dev image (the cache /tmp/faceprint_parts.npz that
+    bench/fusion.py fills), with the fusion weights faceprint ships."""
+    from _parts import VIEWS, part_vectors
+    from faceprint.embedding.fused import parse
+    from faceprint.registry import is_fused
+
+    parts, weights = (parse(name)[0], parse(name)[1].weights) if is_fused(name) else ([name], (1.0,))
+    every = sorted(root.glob("*/*.jpg"))
+    pv = part_vectors(
+        every, Path("/tmp/faceprint_parts.npz"), parts, VIEWS if views else ("crop", "mirror"), threads
+    )
+    pos = pv.index()
+    kinds = {"ours": "flip" if flip else "plain", **({"views": "views"} if views else {})}
+    out: dict[str, dict[Path, np.ndarray | None]] = {}
+    for key, kind in kinds.items():
+        arr = pv.kind(parts, weights, kind)
+        out[key] = {p: (arr[pos[p]] if pv.ok[pos[p]] else None) for p in paths}
     return out
 
 
@@ -349,7 +378,11 @@ def fit_impostors(
 
 # -- the benchmark ------------------------------------------------------------------------
 def run_benchmark(
-    root: Path, images: dict[str, list[Path]], vecs: dict[str, dict[Path, Any]], model: str
+    root: Path,
+    images: dict[str, list[Path]],
+    vecs: dict[str, dict[Path, Any]],
+    model: str,
+    one_to_one: float,
 ) -> dict[str, Any]:
     """Every figure of the table, as a JSON-ready dict (the future CLI command's core)."""
     ours = vecs["ours"]
@@ -381,9 +414,7 @@ def run_benchmark(
             "far_pairsDevTest_strangers": float(np.mean(base.unknown_top[~in_fit] >= t)),
             "strangers_pairsDevTrain_pairsDevTest": [int(in_fit.sum()), int((~in_fit).sum())],
         }
-    from faceprint.embedding.dlib import DEFAULT_THRESHOLD
-
-    r["one_to_one_threshold"] = at_threshold(base, DEFAULT_THRESHOLD)  # what a fixed 1:1 threshold does
+    r["one_to_one_threshold"] = at_threshold(base, one_to_one)  # what a fixed 1:1 threshold does
     res["ours"] = r
     if "views" in vecs:  # the same protocol, every enrolled vector averaged over its views
         sv = score_cosine(one, ours, enrolled=vecs["views"])
@@ -427,7 +458,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def print_table(res: dict[str, Any]) -> None:
+def print_table(res: dict[str, Any], pipeline: str = "yunet+dlib-onnx") -> None:
     pr = res["protocol"]
     print(
         f"LFW dev open-set identification: {pr['enrolled_people']} people enrolled (1 image each), "
@@ -438,7 +469,7 @@ def print_table(res: dict[str, Any]) -> None:
     o = res["ours"]
     d1 = o["default_point_far_0.01"]
     print(
-        f"| faceprint yunet+dlib-onnx | {_pct(o['rank1'])} | {_pct(o['dir_at_far_1']['dir'])} "
+        f"| faceprint {pipeline} | {_pct(o['rank1'])} | {_pct(o['dir_at_far_1']['dir'])} "
         f"| {_pct(o['dir_at_far_10']['dir'])} "
         f"| {_pct(d1['far'])} (default, target 1%, t={d1['threshold']:.3f}) "
         f"| {_pct(d1['dir'])} |"
@@ -495,21 +526,32 @@ def main() -> None:
     ap.add_argument(
         "--views", action="store_true", help="also enrol with views (faceprint.recognizer.VIEW_ZOOMS)"
     )
-    ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "identification.json")
+    ap.add_argument("--embedder", default="dlib-onnx", help="an embedder or a fusion (see the module doc)")
+    ap.add_argument(
+        "--json", type=Path, help="default bench/results/identification[_<embedder>][_flip][_views].json"
+    )
     a = ap.parse_args()
     suffix = ("_flip" if a.flip else "") + ("_views" if a.views else "")
     cache = a.cache or Path(f"/tmp/faceprint_identification{suffix}.npz")
     os.environ["FACEPRINT_MODELS"] = str(a.models_dir)
     from faceprint.evaluation.embedset import PipelineSpec, pipeline_model_id
+    from faceprint.registry import create_embedder
 
-    model = pipeline_model_id(PipelineSpec("yunet", "dlib-onnx", a.flip))  # = dlib's: same weights
+    embedder = create_embedder(a.embedder)
+    model = pipeline_model_id(PipelineSpec("yunet", a.embedder, a.flip))  # dlib-onnx: = dlib's (same weights)
+    one_to_one = embedder.flip_threshold if a.flip else embedder.default_threshold
     images = list_images(a.root)
     if a.fit_impostors:  # the fit sees pairsDevTrain people only; the others stay held out
         images = {n: images[n] for n in train_people(a.root)}
     paths = [p for ps in images.values() for p in ps]
     with_fr = not (a.no_face_recognition or a.fit_impostors)
     t0 = time.perf_counter()
-    vecs = embed_images(paths, a.models_dir, a.workers, with_fr, cache, a.flip, a.views)
+    if a.embedder == "dlib-onnx":
+        vecs = embed_images(paths, a.models_dir, a.workers, with_fr, cache, a.flip, a.views)
+        json_out = a.json or REPO / "bench" / "results" / f"identification{suffix}.json"
+    else:
+        vecs = part_store_vectors(a.root, paths, a.embedder, a.flip, a.views, a.workers)
+        json_out = a.json or REPO / "bench" / "results" / f"identification_{a.embedder}{suffix}.json"
     wall = time.perf_counter() - t0
     if a.fit_impostors:
         enrolled = vecs["views"] if a.views else None
@@ -522,10 +564,19 @@ def main() -> None:
         for c in data["tail_check"]:
             print(c)
         return
-    res = run_benchmark(a.root, images, vecs, model)
-    res.update({"images": len(paths), "embedding_seconds": round(wall, 1), "machine": machine()})
-    write_json(a.json, res)
-    print_table(res)
+    res = run_benchmark(a.root, images, vecs, model, one_to_one)
+    res.update(
+        {
+            "embedder": a.embedder,
+            "flip": a.flip,
+            "model": model,
+            "images": len(paths),
+            "embedding_seconds": round(wall, 1),
+            "machine": machine(),
+        }
+    )
+    write_json(json_out, res)
+    print_table(res, f"yunet+{a.embedder}" + ("+flip" if a.flip else ""))
 
 
 if __name__ == "__main__":

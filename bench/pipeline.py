@@ -9,6 +9,9 @@ threads (one per core) unless its row says 1 thread. Ratios within a run are wha
 
     pip install --no-deps face_recognition
     python bench/pipeline.py [--lfw-images 300] [--json bench/results/pipeline.json]
+    python bench/pipeline.py --pipelines yunet:dlib-onnx,yunet:dlib-onnx+mobilefacenet \
+        --json bench/results/pipeline_fusion.json
+        # only these pipelines (DETECTOR:EMBEDDER, ':flip' for flip TTA) and face_recognition
 """
 
 from __future__ import annotations
@@ -109,6 +112,9 @@ def main() -> None:
     ap.add_argument("--shared", type=Path, default=shared_dir())
     ap.add_argument("--lfw-images", type=int, default=300)
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
+    ap.add_argument(
+        "--pipelines", help="comma-separated DETECTOR:EMBEDDER[:flip] (default: the standard set)"
+    )
     a = ap.parse_args()
     os.environ.setdefault("FACEPRINT_MODELS", str(a.shared / "models"))
     lfw = sorted((a.shared / "data" / "lfw-dev").glob("*/*.jpg"))
@@ -117,16 +123,19 @@ def main() -> None:
     group = sorted(p for p in (a.shared / "data" / "group").iterdir() if p.suffix in (".jpg", ".png"))
     sets = {"lfw-dev": lfw_sample, "group": group}
     rows: list[dict[str, Any]] = []
+    runners: list[Callable[[list[Path]], dict[str, Any] | None]] = [
+        lambda p: run_faceprint("yunet", "dlib-onnx", p),
+        lambda p: run_faceprint("yunet", "dlib-onnx", p, flip=True),
+        lambda p: run_faceprint("yunet", "dlib-onnx", p, threads=1),
+        lambda p: run_faceprint("scrfd", "dlib-onnx", p),
+        lambda p: run_faceprint("yunet", "dlib", p),
+        lambda p: run_faceprint("hog", "dlib", p),
+    ]
+    if a.pipelines:
+        specs = [s.split(":") for s in a.pipelines.split(",")]
+        runners = [lambda p, sp=sp: run_faceprint(sp[0], sp[1], p, flip=sp[2:] == ["flip"]) for sp in specs]
     for set_name, paths in sets.items():
-        for runner in (
-            lambda p: run_faceprint("yunet", "dlib-onnx", p),
-            lambda p: run_faceprint("yunet", "dlib-onnx", p, flip=True),
-            lambda p: run_faceprint("yunet", "dlib-onnx", p, threads=1),
-            lambda p: run_faceprint("scrfd", "dlib-onnx", p),
-            lambda p: run_faceprint("yunet", "dlib", p),
-            lambda p: run_faceprint("hog", "dlib", p),
-            run_face_recognition,
-        ):
+        for runner in (*runners, run_face_recognition):
             r = runner(paths)
             if r is not None:
                 r["set"] = set_name

@@ -149,7 +149,7 @@ class Recognizer:
             return self.embedder.embed(crops)
         mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
         both = self.embedder.embed(list(crops) + mirrored)
-        n = len(crops)
+        n = len(both) // 2  # faces, not crops: a fused embedder takes several crops per face
         return l2_normalize(both[:n] + both[n:])
 
     def embed(self, image: ImageInput, faces: Sequence[Face]) -> list[Face]:

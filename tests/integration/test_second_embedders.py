@@ -121,7 +121,8 @@ def test_fused_vectors_are_the_weighted_concatenation(faces: list[tuple[np.ndarr
     assert rec.model_id == (
         f"fuse({model_id(emb.parts[0])}={fusion.weights[0]:g},{model_id(emb.parts[1])}={fusion.weights[1]:g})"
     )
-    assert Recognizer("yunet", "dlib-onnx+mobilefacenet", flip=True).model_id == rec.model_id + "+flip"
+    flipped = Recognizer(rec.detector, emb, flip=True)
+    assert flipped.model_id == rec.model_id + "+flip"
     crops = [c for img, f in faces for c in rec.crops(img, f)]
     assert [c.shape for c in crops[:2]] == [(150, 150, 3), (112, 112, 3)]
     fused = emb.embed(crops)
@@ -134,6 +135,11 @@ def test_fused_vectors_are_the_weighted_concatenation(faces: list[tuple[np.ndarr
     assert np.abs(parts[1] - alone.embed(crops[1::2])).max() < 1e-6
     ((f0,),) = rec.embed_batch([faces[0][0]], [[faces[0][1]]])
     assert f0.embedding_model == rec.model_id and np.abs(f0.embedding - fused[0]).max() < 1e-6
+    # flip TTA mirrors every part's crop: the re-normalised sum of both fused vectors
+    ((f0f, f1f),) = flipped.embed_batch([faces[0][0]], [[faces[0][1], faces[1][1]]])
+    mirrored = emb.embed([np.ascontiguousarray(c[:, ::-1]) for c in crops[:2]])[0]
+    want_flip = (fused[0] + mirrored) / np.linalg.norm(fused[0] + mirrored)
+    assert f0f.embedding_model == rec.model_id + "+flip" and np.abs(f0f.embedding - want_flip).max() < 1e-5
     with pytest.raises(ValueError, match="2 crops per face"):
         emb.embed(crops[:3])
 

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
 #: Verification threshold (cosine similarity): the maximum-accuracy threshold on LFW
 #: pairsDevTrain (yunet landmarks), fitted by ``bench/fusion.py``.
-DEFAULT_THRESHOLD = 0.45
+DEFAULT_THRESHOLD = 0.271
 #: The same fit with flip TTA.
-FLIP_THRESHOLD = 0.45
+FLIP_THRESHOLD = 0.282
 
 
 class FacepluginEmbedder(ConvertedEmbedder):

@@ -72,10 +72,10 @@ class Fusion:
 FUSIONS: dict[tuple[str, ...], Fusion] = {
     f.networks: f
     for f in (
-        Fusion(("dlib", "mobilefacenet"), (0.5, 0.5), 0.5, 0.5),
-        Fusion(("dlib", "faceplugin"), (0.5, 0.5), 0.5, 0.5),
-        Fusion(("mobilefacenet", "faceplugin"), (0.5, 0.5), 0.5, 0.5),
-        Fusion(("dlib", "mobilefacenet", "faceplugin"), (0.34, 0.33, 0.33), 0.5, 0.5),
+        Fusion(("dlib", "mobilefacenet"), (0.65, 0.35), 0.720, 0.728),
+        Fusion(("dlib", "faceplugin"), (0.7, 0.3), 0.712, 0.717),
+        Fusion(("mobilefacenet", "faceplugin"), (0.6, 0.4), 0.326, 0.332),
+        Fusion(("dlib", "mobilefacenet", "faceplugin"), (0.8, 0.1, 0.1), 0.787, 0.791),
     )
 }
 

@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 ZOOM = 0.9
 #: Verification threshold (cosine similarity): the maximum-accuracy threshold on LFW
 #: pairsDevTrain (yunet landmarks), fitted by ``bench/fusion.py``.
-DEFAULT_THRESHOLD = 0.45
+DEFAULT_THRESHOLD = 0.379
 #: The same fit with flip TTA.
-FLIP_THRESHOLD = 0.45
+FLIP_THRESHOLD = 0.401
 
 
 class MobileFaceNetEmbedder(ConvertedEmbedder):
