@@ -136,10 +136,11 @@ def test_fused_vectors_are_the_weighted_concatenation(faces: list[tuple[np.ndarr
     ((f0,),) = rec.embed_batch([faces[0][0]], [[faces[0][1]]])
     assert f0.embedding_model == rec.model_id and np.abs(f0.embedding - fused[0]).max() < 1e-6
     # flip TTA mirrors every part's crop: the re-normalised sum of both fused vectors
-    ((f0f, f1f),) = flipped.embed_batch([faces[0][0]], [[faces[0][1], faces[1][1]]])
-    mirrored = emb.embed([np.ascontiguousarray(c[:, ::-1]) for c in crops[:2]])[0]
-    want_flip = (fused[0] + mirrored) / np.linalg.norm(fused[0] + mirrored)
-    assert f0f.embedding_model == rec.model_id + "+flip" and np.abs(f0f.embedding - want_flip).max() < 1e-5
+    got = flipped.embed_batch([faces[0][0], faces[1][0]], [[faces[0][1]], [faces[1][1]]])
+    mirrored = emb.embed([np.ascontiguousarray(c[:, ::-1]) for c in crops[:4]])
+    for i, ((f,),) in enumerate(zip(got, strict=True)):
+        want_flip = (fused[i] + mirrored[i]) / np.linalg.norm(fused[i] + mirrored[i])
+        assert f.embedding_model == rec.model_id + "+flip" and np.abs(f.embedding - want_flip).max() < 1e-5
     with pytest.raises(ValueError, match="2 crops per face"):
         emb.embed(crops[:3])
 
