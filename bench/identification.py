@@ -300,6 +300,7 @@ def fit_impostors(
     flip: bool = False,
     seed: int = 0,
     enrolled: dict[Path, np.ndarray | None] | None = None,
+    embedder: str = "dlib-onnx",
 ) -> dict[str, Any]:
     """The impostor distribution of every cross-person pair of pairsDevTrain people's
     images, as an upper-quantile table plus a GPD tail, and checks of the tail fit and of
@@ -334,8 +335,10 @@ def fit_impostors(
     )
     source = (
         "LFW dev, pairsDevTrain people only; every cross-person pair of their images; "
-        f"yunet detector, face nearest the image centre, dlib-onnx embedder{how} "
-        "(= dlib: same weights, same id); python bench/identification.py --fit-impostors"
+        f"yunet detector, face nearest the image centre, {embedder} embedder{how} "
+        + ("(= dlib: same weights, same id)" if embedder == "dlib-onnx" else "")
+        + "; python bench/identification.py --fit-impostors"
+        + ("" if embedder == "dlib-onnx" else f" --embedder {embedder}")
         + (" --flip" if flip else "")
         + (" --views" if enrolled is not None else "")
     )
@@ -556,7 +559,7 @@ def main() -> None:
     if a.fit_impostors:
         enrolled = vecs["views"] if a.views else None
         fitted = scoring.views_id(model) if a.views else model
-        data = fit_impostors(a.root, vecs["ours"], fitted, a.flip, enrolled=enrolled)
+        data = fit_impostors(a.root, vecs["ours"], fitted, a.flip, enrolled=enrolled, embedder=a.embedder)
         write_json(scoring.IMPOSTOR_DIR / f"{fitted}.json", {**data, "model": fitted})
         scoring.shipped_distribution.cache_clear()
         for c in data["independence_check"]:

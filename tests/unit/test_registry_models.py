@@ -188,7 +188,13 @@ def test_models_list_shows_every_model_with_its_licence(
     res = CliRunner().invoke(app, ["models", "list", "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
-    assert set(rows) == set(models.CATALOG)
+    from faceprint.embedding.fused import FUSIONS
+
+    fused = {r for r in rows if rows[r]["role"] == "embedder (fused)"}
+    assert set(rows) - fused == set(models.CATALOG) and len(fused) == len(FUSIONS)
+    assert all(rows[f]["commercial_use"] is None for f in fused) and "dlib-onnx+mobilefacenet" in fused
+    for name in ("mobilefacenet", "faceplugin"):
+        assert rows[name]["commercial_use"] is None and rows[name]["licence"].startswith("not established")
     assert rows["scrfd"]["commercial_use"] is False
     assert rows["yunet"]["commercial_use"] is True
     assert rows["dlib-onnx"]["present"] is False  # not built in an empty cache

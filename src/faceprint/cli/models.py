@@ -17,6 +17,7 @@ models_app = typer.Typer(help="List, download and verify model files.", no_args_
 def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Each model: present or missing, licence, and whether commercial use is allowed."""
     rows = models.status()
+    fused = _fusions(rows)
     if as_json:
         common.print_json(
             [
@@ -31,6 +32,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
                 }
                 for r in rows
             ]
+            + fused
         )
         return
     from rich.table import Table
@@ -48,7 +50,43 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
             _commercial(r.spec),
             where,
         )
+    for f in fused:
+        status = "present" if f["present"] else "MISSING"
+        t.add_row(
+            *(str(f[k]) for k in ("name", "role")),
+            status,
+            str(f["licence"]),
+            "not established",
+            str(f["source"]),
+        )
     common.wide_out().print(t)
+
+
+def _fusions(rows: list[models.ModelStatus]) -> list[dict[str, object]]:
+    """The fused embedders (:data:`faceprint.embedding.fused.FUSIONS`) as rows of the
+    list: present when every part can run (dlib-onnx is built from dlib on first use)."""
+    from ..embedding.fused import FUSIONS
+
+    present = {r.spec.name: r.present for r in rows}
+    present["dlib-onnx"] = present["dlib-onnx"] or present["dlib"]
+    out: list[dict[str, object]] = []
+    for f in FUSIONS.values():
+        parts = ["dlib-onnx" if n == "dlib" else n for n in f.networks]
+        weights = "/".join(f"{w:g}" for w in f.weights)
+        out.append(
+            {
+                "name": "+".join(parts),
+                "role": "embedder (fused)",
+                "present": all(present[p] for p in parts),
+                "licence": "not established (its parts': "
+                + ", ".join(p for p in parts if p != "dlib-onnx")
+                + ")",
+                "commercial_use": None,
+                "source": f"weights {weights} fitted on LFW pairsDevTrain; needs each part",
+                "paths": [],
+            }
+        )
+    return out
 
 
 def _commercial(spec: models.ModelSpec) -> str:

@@ -31,6 +31,7 @@ vectors of a plain embedder, of another fusion, or of other weights.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,9 +165,7 @@ class FusedEmbedder:
         parts: list[Embedder] = []
         for p in part_names:
             cls = embedders.resolve(p)
-            import inspect
-
-            accepted = inspect.signature(cls).parameters
+            accepted = inspect.signature(cls).parameters  # dlib-bin takes neither option
             parts.append(
                 instantiate(cls, {k: v for k, v in options.items() if k in accepted}, intra_op_threads)
             )
@@ -174,6 +173,8 @@ class FusedEmbedder:
         self.parts: tuple[Embedder, ...] = tuple(parts)
         self.fusion = fusion
         self.weights = fusion.weights
+        # network/version/weights_sha256 satisfy the Embedder protocol; the id itself is
+        # made by model_id() below, which names every part's id and the weights
         self.network = "fuse"
         self.version = "+".join(part_names)
         self.dim = sum(p.dim for p in parts)
