@@ -33,6 +33,26 @@ MODELS = (
     "dlib@resnet_v1+55533b28+flip+views",  # probes with flip against faces enrolled with views
     "dlib@resnet_v1+55533b28+views",
 )
+#: The optional embedders' and the fusions' ids (bench/identification.py --embedder NAME
+#: --fit-impostors [--flip] [--views]): licences not established, shipped all the same.
+OPTIONAL_MODELS = (
+    "faceplugin@0.0.1+87aacdfe",
+    "faceplugin@0.0.1+87aacdfe+flip",
+    "fuse(dlib@resnet_v1+55533b28=0.65,mobilefacenet@expo-1.0.24+d8ba40c0=0.35)",
+    "fuse(dlib@resnet_v1+55533b28=0.65,mobilefacenet@expo-1.0.24+d8ba40c0=0.35)+flip",
+    "fuse(dlib@resnet_v1+55533b28=0.65,mobilefacenet@expo-1.0.24+d8ba40c0=0.35)+flip+views",
+    "fuse(dlib@resnet_v1+55533b28=0.65,mobilefacenet@expo-1.0.24+d8ba40c0=0.35)+views",
+    "fuse(dlib@resnet_v1+55533b28=0.7,faceplugin@0.0.1+87aacdfe=0.3)",
+    "fuse(dlib@resnet_v1+55533b28=0.7,faceplugin@0.0.1+87aacdfe=0.3)+flip",
+    "fuse(dlib@resnet_v1+55533b28=0.8,mobilefacenet@expo-1.0.24+d8ba40c0=0.1,faceplugin@0.0.1+87aacdfe=0.1)",
+    "fuse(dlib@resnet_v1+55533b28=0.8,mobilefacenet@expo-1.0.24+d8ba40c0=0.1,faceplugin@0.0.1+87aacdfe=0.1)+flip",
+    "fuse(mobilefacenet@expo-1.0.24+d8ba40c0=0.6,faceplugin@0.0.1+87aacdfe=0.4)",
+    "fuse(mobilefacenet@expo-1.0.24+d8ba40c0=0.6,faceplugin@0.0.1+87aacdfe=0.4)+flip",
+    "mobilefacenet@expo-1.0.24+d8ba40c0",
+    "mobilefacenet@expo-1.0.24+d8ba40c0+flip",
+    "mobilefacenet@expo-1.0.24+d8ba40c0+flip+views",
+    "mobilefacenet@expo-1.0.24+d8ba40c0+views",
+)
 
 
 @pytest.fixture
@@ -149,7 +169,7 @@ def test_faces_enrolled_with_views_have_their_own_stricter_distribution(probe: s
 
 
 def test_only_the_shipped_weights_have_a_distribution() -> None:
-    assert scoring.shipped_models() == sorted(MODELS)
+    assert scoring.shipped_models() == sorted(MODELS + OPTIONAL_MODELS)
     assert scoring.shipped_distribution("dlib@resnet_v1+deadbeef") is None  # fine-tuned weights
     assert scoring.shipped_distribution("dlib-onnx@resnet_v1") is None  # an id of older releases
 
@@ -220,3 +240,14 @@ def test_malformed_files_are_gallery_errors(tmp_impostors: Path) -> None:
     rev["score"] = list(reversed(rev["score"]))  # type: ignore[call-overload]
     with pytest.raises(GalleryError, match="non-decreasing"):
         ImpostorDistribution(rev, "reversed")
+
+
+@pytest.mark.parametrize("model", OPTIONAL_MODELS)
+def test_optional_models_distributions_are_fitted_on_train_people(model: str) -> None:
+    d = impostor_distribution(model)
+    assert "pairsDevTrain people only" in d.raw["source"] and "--embedder" in d.raw["source"]
+    assert ("--flip" in d.raw["source"]) == ("+flip" in model)
+    assert ("--views" in d.raw["source"]) == model.endswith("+views")
+    for check in d.raw["independence_check"]:  # random galleries of train people: FAR near its target
+        assert check["measured_far"] <= 1.25 * check["target_far"]
+    assert open_set_threshold(model, 1000, 0.01) > open_set_threshold(model, 10, 0.01)
