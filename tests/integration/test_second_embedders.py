@@ -141,6 +141,16 @@ def test_fused_vectors_are_the_weighted_concatenation(faces: list[tuple[np.ndarr
     for i, ((f,),) in enumerate(zip(got, strict=True)):
         want_flip = (fused[i] + mirrored[i]) / np.linalg.norm(fused[i] + mirrored[i])
         assert f.embedding_model == rec.model_id + "+flip" and np.abs(f.embedding - want_flip).max() < 1e-5
+    # enrolment views: the re-normalised mean of the fused vectors of crop, mirror and re-crops
+    from faceprint.alignment import align_crops
+    from faceprint.recognizer import VIEW_ZOOMS
+
+    img, face = faces[0]
+    views = [crops[:2], [np.ascontiguousarray(c[:, ::-1]) for c in crops[:2]]]
+    views += [align_crops(img, face, emb.crop_templates, zoom=z) for z in VIEW_ZOOMS]
+    mean = emb.embed([c for v in views for c in v]).mean(axis=0)
+    ((fv,),) = rec.embed_batch([img], [[face]], views=True)
+    assert np.abs(fv.embedding - mean / np.linalg.norm(mean)).max() < 1e-5
     with pytest.raises(ValueError, match="2 crops per face"):
         emb.embed(crops[:3])
 
