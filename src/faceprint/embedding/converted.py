@@ -216,22 +216,19 @@ class ConvertedEmbedder:
         cls, model_path: str | os.PathLike[str] | None = None, onnx_path: str | os.PathLike[str] | None = None
     ) -> Path:
         """Convert the source now (whatever is cached) and return the graph's path."""
-        out = Path(onnx_path) if onnx_path is not None else cls.cache_path()
-        return build(
-            cls.source_model,
-            cls.convert,
-            cls.converter_version,
-            out,
-            model_path,
-            force=True,
-            strict=cls.strict_source,
-        )
+        return cls._build(model_path, onnx_path, force=True)
 
     @classmethod
     def ensure(
         cls, model_path: str | os.PathLike[str] | None = None, onnx_path: str | os.PathLike[str] | None = None
     ) -> Path:
         """The built graph, converted first if missing, stale or unreadable."""
+        return cls._build(model_path, onnx_path, force=False)
+
+    @classmethod
+    def _build(
+        cls, model_path: str | os.PathLike[str] | None, onnx_path: str | os.PathLike[str] | None, force: bool
+    ) -> Path:
         out = Path(onnx_path) if onnx_path is not None else cls.cache_path()
         return build(
             cls.source_model,
@@ -239,7 +236,7 @@ class ConvertedEmbedder:
             cls.converter_version,
             out,
             model_path,
-            force=False,
+            force=force,
             strict=cls.strict_source,
         )
 

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
-from numpy.typing import NDArray
 
 from .. import models
 from ..alignment import AlignmentTemplate
@@ -53,6 +52,7 @@ from ..errors import ModelUnavailableError
 from .converted import ConvertedEmbedder
 from .dlib import DEFAULT_THRESHOLD, FLIP_THRESHOLD, chip_templates
 from .dlib_format import Layer, Network, read_network
+from .onnx_graph import GraphBuilder
 from .onnx_session import INPUT_NAME as INPUT_NAME  # the graph's I/O names, re-exported
 from .onnx_session import OUTPUT_NAME as OUTPUT_NAME
 from .onnx_session import require
@@ -68,30 +68,6 @@ CONVERTER_VERSION = "1"
 _OPSET, _IR_VERSION = 17, 8  # loadable by onnxruntime >= 1.14
 Shape = tuple[int, int, int]  # (channels, rows, columns) of one sample
 Tags = dict[int, tuple[str, Shape]]  # tag id -> (tensor name, shape) of the latest such tag
-
-
-class _Graph:
-    """Accumulates ONNX nodes and initializers while tracking each tensor's CHW shape."""
-
-    def __init__(self) -> None:
-        from onnx import helper, numpy_helper
-
-        self.helper, self.numpy_helper = helper, numpy_helper
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self.count = 0
-
-    def const(self, name: str, value: NDArray[Any]) -> str:
-        self.count += 1
-        full = f"{name}_{self.count}"
-        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(value), full))
-        return full
-
-    def op(self, op_type: str, inputs: list[str], name: str, **attrs: Any) -> str:
-        self.count += 1
-        out = f"{name}_{self.count}"
-        self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=out, **attrs))
-        return out
 
 
 def _unconvertible(what: str) -> NoReturn:
@@ -115,14 +91,14 @@ def _geometry(
     return {"kernel_shape": list(window), "strides": list(s), "pads": [*p, *p]}, (channels, rows, cols)
 
 
-def _zero_pad(g: _Graph, name: str, shape: Shape, target: Shape) -> str:
+def _zero_pad(g: GraphBuilder, name: str, shape: Shape, target: Shape) -> str:
     if shape == target:
         return name
     pads = np.array([0, 0, 0, 0, 0, *(t - s for s, t in zip(shape, target, strict=True))], np.int64)
     return g.op("Pad", [name, g.const("pads", pads)], "zero_pad", mode="constant")
 
 
-def _emit(g: _Graph, layer: Layer, x: str, shape: Shape, tags: Tags) -> tuple[str, Shape]:
+def _emit(g: GraphBuilder, layer: Layer, x: str, shape: Shape, tags: Tags) -> tuple[str, Shape]:
     """Append the ONNX nodes of one dlib layer; returns the new output and its CHW shape."""
     a, arr = layer.attrs, layer.arrays
     if layer.kind in ("skip", "add_prev") and layer.tag not in tags:
@@ -177,7 +153,7 @@ def to_onnx(net: Network, metadata: dict[str, str] | None = None) -> onnx.ModelP
     """
     from onnx import TensorProto, helper
 
-    g = _Graph()
+    g = GraphBuilder()
     rows, cols = net.input_size
     x = g.op("Cast", [INPUT_NAME], "to_float", to=TensorProto.FLOAT)
     x = g.op("Transpose", [x], "nhwc_to_nchw", perm=[0, 3, 1, 2])

@@ -64,6 +64,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ModelUnavailableError
+from .onnx_graph import GraphBuilder
 from .onnx_session import INPUT_NAME, OUTPUT_NAME
 from .tflite_format import ACTIVATIONS, PADDINGS, Model, Operator, SubGraph
 
@@ -86,35 +87,11 @@ class _Value:
     nchw: bool
 
 
-class _Graph:
-    """Accumulates ONNX nodes and initializers under unique names."""
-
-    def __init__(self) -> None:
-        from onnx import helper, numpy_helper
-
-        self.helper, self.numpy_helper = helper, numpy_helper
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self.count = 0
-
-    def const(self, name: str, value: NDArray[Any]) -> str:
-        self.count += 1
-        full = f"{name}_{self.count}"
-        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(value), full))
-        return full
-
-    def op(self, op_type: str, inputs: list[str], name: str, **attrs: Any) -> str:
-        self.count += 1
-        out = f"{name}_{self.count}"
-        self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=out, **attrs))
-        return out
-
-
 def _unconvertible(what: str) -> NoReturn:
     raise ModelUnavailableError(f"the TFLite network cannot be converted to ONNX: {what}")
 
 
-def _nchw(g: _Graph, v: _Value) -> _Value:
+def _nchw(g: GraphBuilder, v: _Value) -> _Value:
     if v.nchw:
         return v
     if len(v.shape) != 4:
@@ -122,7 +99,7 @@ def _nchw(g: _Graph, v: _Value) -> _Value:
     return _Value(g.op("Transpose", [v.name], "to_nchw", perm=_TO_NCHW), v.shape, True)
 
 
-def _plain(g: _Graph, v: _Value) -> _Value:
+def _plain(g: GraphBuilder, v: _Value) -> _Value:
     """``v`` in TFLite's own element order (NHWC for 4-D)."""
     if not v.nchw:
         return v
@@ -132,7 +109,7 @@ def _plain(g: _Graph, v: _Value) -> _Value:
 class _Converter:
     """Walks one subgraph's operators in order, mapping tensor indices to ONNX values."""
 
-    def __init__(self, model: Model, sg: SubGraph, g: _Graph, batch: int) -> None:
+    def __init__(self, model: Model, sg: SubGraph, g: GraphBuilder, batch: int) -> None:
         self.model, self.sg, self.g, self.batch = model, sg, g, batch
         self.values: dict[int, _Value] = {}
 
@@ -448,7 +425,7 @@ def to_onnx(
     if inp.dtype != "<f4" or len(inp.shape) != 4 or inp.shape[3] != 3:
         _unconvertible(f"input {inp.name!r} is {inp.dtype} {list(inp.shape)}; expected float32 (N, H, W, 3)")
     batch, rows, cols, _ = inp.shape
-    g = _Graph()
+    g = GraphBuilder()
     x = g.op("Cast", [INPUT_NAME], "to_float", to=TensorProto.FLOAT)
     x = g.op("Sub", [x, g.const("mean", np.array(mean, np.float32))], "sub_mean")
     x = g.op("Mul", [x, g.const("scale", np.array(scale, np.float32))], "mul_scale")
