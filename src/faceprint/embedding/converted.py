@@ -181,20 +181,46 @@ class ConvertedEmbedder:
         who = f"the {self.name} embedder"
         require("onnxruntime", who)
         models.warn_licence_once(self.name)
-        path = self.ensure(model_path, onnx_path)
-        try:
-            self._session: Any = new_session(path, intra_op_threads, providers, who, self.graph_optimization)
-        except Exception as exc:  # e.g. a cache file damaged after its metadata was read
-            log.warning("could not load %s (%s): rebuilding it", path, exc)
-            path = self.build(model_path, onnx_path)
+        path = Path(onnx_path) if onnx_path is not None else self.cache_path()
+        opened = self._open_current(path, model_path, intra_op_threads, providers, who)
+        if opened is None:  # missing, stale or unloadable: build it (this is where onnx is imported)
+            path = self._build(model_path, onnx_path, force=path.is_file())
             try:
-                self._session = new_session(path, intra_op_threads, providers, who, self.graph_optimization)
+                opened = new_session(path, intra_op_threads, providers, who, self.graph_optimization)
             except Exception as again:
                 raise ModelUnavailableError(f"onnxruntime cannot load {path}: {again}") from again
+        self._session: Any = opened
         self.onnx_path = path
         self.weights_sha256 = recorded_sha256(self._session, path)
         self.batch_size = batch_size
         self.crop_templates = (self.templates(),)
+
+    def _open_current(
+        self,
+        path: Path,
+        model_path: str | None,
+        intra_op_threads: int,
+        providers: Sequence[str] | None,
+        who: str,
+    ) -> Any:
+        """A session on the cached graph at ``path`` when it loads and its recorded source
+        sha256 and converter version are the current ones; else ``None``. Why not
+        :func:`is_current`: it imports ``onnx`` (about 0.5 s on first import, for its
+        ml_dtypes extension) in every process, worker and CLI call, only to read the
+        metadata ONNX Runtime reads anyway."""
+        if not path.is_file():
+            return None
+        sha = models.weights_sha256(models.resolve(self.source_model, path=model_path))
+        try:
+            session = new_session(path, intra_op_threads, providers, who, self.graph_optimization)
+        except Exception as exc:  # a damaged cache file: rebuilt by the caller
+            log.warning("could not load %s (%s): rebuilding it", path, exc)
+            return None
+        props = dict(session.get_modelmeta().custom_metadata_map)
+        if props.get("source_sha256") != sha or props.get("converter_version") != self.converter_version:
+            log.info("cached ONNX model %s is stale: rebuilding it", path)
+            return None
+        return session
 
     @classmethod
     def templates(cls) -> dict[str, AlignmentTemplate]:
