@@ -209,15 +209,20 @@ class Recognizer:
         progress: Progress | None = None,
         chunk: int = 32,
     ) -> list[list[Face]]:
-        """Detect and embed all faces of many images; each image is decoded once.
+        """Detect and embed all faces of many images; each image is decoded once, a chunk
+        ahead of the networks (:func:`faceprint.prefetch.ahead`), and each chunk is
+        detected in one ``detect_batch`` call (SCRFD and MTCNN batch their networks).
 
         ``select`` may keep a subset of each image's faces before embedding (e.g. the
         central one). Crops are embedded ``chunk`` images at a time to bound memory.
         """
+        from .prefetch import ahead
+
         results: list[list[Face]] = []
-        for start in range(0, len(images), chunk):
-            part = [load_image(im) for im in images[start : start + chunk]]
-            found = [self.detector.detect(img) for img in part]
+        chunks = [images[start : start + chunk] for start in range(0, len(images), chunk)]
+        # the next chunk is decoded in a background thread while this one runs the networks
+        for part in ahead(chunks, lambda c: [load_image(im) for im in c]):
+            found = self.detector.detect_batch(part)
             if select is not None:
                 found = [select(fs, img) for fs, img in zip(found, part, strict=True)]
             results.extend(self.embed_batch(part, found))

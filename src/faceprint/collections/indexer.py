@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..detection import detect_each
 from ..errors import FaceprintError, IncompatibleEmbeddingError, InvalidArgumentError
 from ..evaluation.folders import IMAGE_SUFFIXES
 from ..quality import DEFAULT_GATE, QualityGate
-from ..types import Box, Face
+from ..types import Box, Face, Image
 from .store import CollectionStore, IndexedFace, PhotoResult
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ def analyse(recognizer: Recognizer, gate: QualityGate, photos: Sequence[PhotoFil
     from ..io import load_image
 
     results: list[PhotoResult | None] = [None] * len(photos)
-    images, found, where, checks = [], [], [], []
+    decoded: list[tuple[int, PhotoFile, Image]] = []
     for i, ph in enumerate(photos):
         try:
             with open(ph.path, "rb") as fh:
@@ -205,11 +206,21 @@ def analyse(recognizer: Recognizer, gate: QualityGate, photos: Sequence[PhotoFil
         sha = hashlib.sha256(data).hexdigest()
         try:
             img = load_image(data)
-            faces = recognizer.detector.detect(img)
         except FaceprintError as exc:
             results[i] = PhotoResult(ph.path, sha, error=str(exc).removeprefix("image bytes: "))
             continue
-        ph = PhotoFile(ph.path, sha, len(data), ph.mtime)  # the bytes read now, if they changed
+        decoded.append((i, PhotoFile(ph.path, sha, len(data), ph.mtime), img))  # the bytes read now
+    images: list[Image] = []
+    found: list[list[Face]] = []
+    where: list[tuple[int, PhotoFile]] = []
+    checks = []
+    # one detect_batch call for the batch's photos; a photo the detector refuses fails alone
+    for (i, ph, img), faces in zip(
+        decoded, detect_each(recognizer.detector, [d[2] for d in decoded]), strict=True
+    ):
+        if isinstance(faces, FaceprintError):
+            results[i] = PhotoResult(ph.path, ph.sha256, error=str(faces).removeprefix("image bytes: "))
+            continue
         images.append(img)
         found.append(faces)
         where.append((i, ph))

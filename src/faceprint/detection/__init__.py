@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from ..errors import FaceprintError
 from ..types import Face, Image
 
 #: Images smaller than this on either side cannot hold a detectable face; detectors
@@ -30,3 +31,19 @@ class Detector(Protocol):
 def too_small(image: Image) -> bool:
     """Whether ``image`` is below :data:`MIN_IMAGE_SIDE` on either side."""
     return bool(image.shape[0] < MIN_IMAGE_SIDE or image.shape[1] < MIN_IMAGE_SIDE)
+
+
+def detect_each(detector: Detector, images: Sequence[Image]) -> list[list[Face] | FaceprintError]:
+    """Each image's faces from one ``detect_batch`` call (SCRFD and MTCNN batch their
+    networks), or, for an image the detector refuses, its :class:`FaceprintError`: when
+    the batch raises one, every image is detected alone so that only the bad one fails."""
+    try:
+        return list(detector.detect_batch(images))
+    except FaceprintError:
+        out: list[list[Face] | FaceprintError] = []
+        for img in images:
+            try:
+                out.append(detector.detect(img))
+            except FaceprintError as exc:
+                out.append(exc)
+        return out

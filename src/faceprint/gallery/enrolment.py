@@ -210,8 +210,9 @@ def extract(
                     Refusal(where, str(exc).removeprefix("image bytes: ").removeprefix(f"{where}: "))
                 )
         chosen: list[tuple[int, str, Image, str, Face]] = []
-        for pi, label, img, sha in part:
-            pick = _choose(recognizer.detector.detect(img), face, img.shape)
+        found = recognizer.detector.detect_batch([img for _, _, img, _ in part]) if part else []
+        for (pi, label, img, sha), faces in zip(part, found, strict=True):
+            pick = _choose(faces, face, img.shape)
             if not isinstance(pick, str):
                 pick = _gated(img, pick, gate)
             if isinstance(pick, str):
