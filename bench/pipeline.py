@@ -9,6 +9,8 @@ threads (one per core) unless its row says 1 thread. Ratios within a run are wha
 
     pip install --no-deps face_recognition
     python bench/pipeline.py [--lfw-images 300] [--json bench/results/pipeline.json]
+    python bench/pipeline.py --breakdown
+        # ms per image in each stage: decode, detect, align, embed, search, overhead
     python bench/pipeline.py --pipelines yunet:dlib-onnx,yunet:dlib-onnx+mobilefacenet \
         --json bench/results/pipeline_fusion.json
         # only these pipelines (DETECTOR:EMBEDDER, ':flip' for flip TTA) and face_recognition
@@ -70,6 +72,73 @@ def run_faceprint(
     return _row(label, len(paths), faces_n, total, t_dec, t_det, t_align, t_emb)
 
 
+def breakdown(detector: str, embedder: str, paths: list[Path]) -> dict[str, Any]:
+    """Milliseconds per image in each stage (decode, detect, align, embed, search) and the
+    rest (overhead: Python glue between them), timed stage by stage on chunks of 32 as
+    ``Recognizer.process_batch`` runs them; search is ``Gallery.rank`` (top 1) of every
+    face against a gallery holding one face of every image of the set (enrolled from an
+    untimed first pass). Also the same images through ``process_batch`` itself, where
+    decoding overlaps inference (``faceprint.prefetch``), end to end."""
+    import tempfile
+    import uuid
+
+    from faceprint.gallery.gallery import Gallery
+    from faceprint.gallery.records import FaceRecord
+    from faceprint.gallery.sqlite import SqliteStore
+    from faceprint.io import load_image
+    from faceprint.recognizer import Recognizer
+
+    rec = Recognizer(detector=detector, embedder=embedder)
+    first = rec.process_batch(paths)  # warm-up, and the gallery's faces
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "g.sqlite")
+        enrolled = 0
+        for p, faces in zip(paths, first, strict=True):
+            if faces and faces[0].embedding is not None:
+                fr = FaceRecord(uuid.uuid4().hex, p.stem, faces[0].embedding, rec.model_id, uuid.uuid4().hex)
+                store.add_faces(p.stem, [fr])
+                enrolled += 1
+        gallery = Gallery(store, rec)
+        t = dict.fromkeys(("decode", "detect", "align", "embed", "search"), 0.0)
+        faces_n = 0
+        t0 = time.perf_counter()
+        for start in range(0, len(paths), 32):
+            chunk = paths[start : start + 32]
+            imgs, d = _timed(lambda chunk=chunk: [load_image(p) for p in chunk])
+            t["decode"] += d
+            found, d = _timed(lambda imgs=imgs: rec.detector.detect_batch(imgs))
+            t["detect"] += d
+            crops, d = _timed(
+                lambda imgs=imgs, found=found: [
+                    c for im, fs in zip(imgs, found, strict=True) for f in fs for c in rec.crops(im, f)
+                ]
+            )
+            t["align"] += d
+            vecs, d = _timed(lambda crops=crops: rec.embed_crops(crops))
+            t["embed"] += d
+            if len(vecs):
+                _, d = _timed(lambda vecs=vecs: gallery.rank(vecs, 1))
+                t["search"] += d
+            faces_n += sum(len(fs) for fs in found)
+        total = time.perf_counter() - t0
+        store.close()
+    t0 = time.perf_counter()
+    rec.process_batch(paths)
+    overlapped = time.perf_counter() - t0
+    n = len(paths)
+    ms = {k: 1000 * v / n for k, v in t.items()}
+    ms["overhead"] = 1000 * total / n - sum(ms.values())
+    return {
+        "pipeline": f"faceprint {detector}+{embedder}",
+        "images": n,
+        "faces": faces_n,
+        "gallery_faces": enrolled,
+        "ms_per_image": ms,
+        "staged_ms_per_image": 1000 * total / n,
+        "process_batch_ms_per_image": 1000 * overlapped / n,
+    }
+
+
 def run_face_recognition(paths: list[Path]) -> dict[str, Any] | None:
     try:
         import face_recognition as fr
@@ -107,6 +176,28 @@ def _row(
     }
 
 
+def print_breakdown(sets: dict[str, list[Path]], json_path: Path) -> None:
+    out = []
+    for set_name, paths in sets.items():
+        for det, emb in (("yunet", "dlib-onnx"), ("scrfd", "dlib-onnx")):
+            r = {"set": set_name, **breakdown(det, emb, paths)}
+            out.append(r)
+            print(f"{set_name}: {r['pipeline']}: {r['ms_per_image']}", file=sys.stderr)
+    default = REPO / "bench" / "results" / "pipeline.json"
+    target = REPO / "bench" / "results" / "pipeline_breakdown.json" if json_path == default else json_path
+    write_json(target, {"rows": out, "machine": machine()})
+    stages = ("decode", "detect", "align", "embed", "search", "overhead")
+    print("| set | pipeline | images | faces | " + " | ".join(stages) + " | staged total | process_batch |")
+    print("|---|---|---|---|" + "---|" * (len(stages) + 2))
+    for r in out:
+        ms = r["ms_per_image"]
+        print(
+            f"| {r['set']} | {r['pipeline']} | {r['images']} | {r['faces']} | "
+            + " | ".join(f"{ms[k]:.2f}" for k in stages)
+            + f" | {r['staged_ms_per_image']:.2f} | {r['process_batch_ms_per_image']:.2f} |"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=shared_dir())
@@ -115,6 +206,11 @@ def main() -> None:
     ap.add_argument(
         "--pipelines", help="comma-separated DETECTOR:EMBEDDER[:flip] (default: the standard set)"
     )
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="ms per image per stage: bench/results/pipeline_breakdown.json",
+    )
     a = ap.parse_args()
     os.environ.setdefault("FACEPRINT_MODELS", str(a.shared / "models"))
     lfw = sorted((a.shared / "data" / "lfw-dev").glob("*/*.jpg"))
@@ -122,6 +218,9 @@ def main() -> None:
     lfw_sample = [lfw[i] for i in sorted(rng.choice(len(lfw), min(a.lfw_images, len(lfw)), replace=False))]
     group = sorted(p for p in (a.shared / "data" / "group").iterdir() if p.suffix in (".jpg", ".png"))
     sets = {"lfw-dev": lfw_sample, "group": group}
+    if a.breakdown:
+        print_breakdown(sets, a.json)
+        return
     rows: list[dict[str, Any]] = []
     runners: list[Callable[[list[Path]], dict[str, Any] | None]] = [
         lambda p: run_faceprint("yunet", "dlib-onnx", p),

@@ -240,11 +240,21 @@ def _warp(image: Image, chip_to_img: Matrix, size: int, truncate: bool) -> Image
     )
     if not truncate:
         return np.asarray(out, dtype=np.uint8)
+    res = np.floor(np.clip(out, 0, 255)).astype(np.uint8)
+    # A chip pixel is black when its 2x2 source neighbourhood leaves the image. Its source
+    # points are an affine image of the chip's square, so they lie within the hull of the
+    # four corners' points: when every corner is inside (0 <= x < w-1, 0 <= y < h-1; floor
+    # is monotonic), every pixel is, and the per-pixel test can be skipped (most faces).
+    c = (
+        np.array([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1], [size - 1, size - 1, 1]], float)
+        @ chip_to_img.T
+    )
+    if (c[:, 0] >= 0).all() and (c[:, 1] >= 0).all() and (c[:, 0] < w - 1).all() and (c[:, 1] < h - 1).all():
+        return res
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     sx = np.floor(chip_to_img[0, 0] * xs + chip_to_img[0, 1] * ys + chip_to_img[0, 2])
     sy = np.floor(chip_to_img[1, 0] * xs + chip_to_img[1, 1] * ys + chip_to_img[1, 2])
     inside = (sx >= 0) & (sy >= 0) & (sx + 1 < w) & (sy + 1 < h)
-    res = np.floor(np.clip(out, 0, 255)).astype(np.uint8)
     res[~inside] = 0
     return res
 
