@@ -249,6 +249,11 @@ def _worker_init(specs: list[PipelineSpec], env: dict[str, str]) -> None:
     traceback in every worker, and multiprocessing.Pool would respawn workers forever)."""
     os.environ.update(env)
     try:
+        import cv2
+
+        # one worker per core: OpenCV's own pool (YuNet's OpenCV backend, warps) would
+        # otherwise start a thread per core in every worker and oversubscribe the cores
+        cv2.setNumThreads(1)
         for spec in specs:
             _licence_warning(spec, emit=False)
         _WORKER["recs"] = _build_all(specs, threads=1)
