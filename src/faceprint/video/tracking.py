@@ -277,6 +277,20 @@ class Tracker:
                 started.append(self._snapshot(t))
         return TrackUpdate(tracks=self._confirmed(), started=started, ended=ended)
 
+    def expected(self) -> list[Box]:
+        """Where every live track, tentative ones included, is expected on the next frame:
+        the motion model's prediction one frame ahead, xyxy pixels; nothing changes.
+
+        Why: a detector that looks only where faces can be (:mod:`.schedule`) must look
+        where the next :meth:`update` will match them, and a tentative track must be seen
+        again to be confirmed."""
+        out = []
+        for lv in self._live:
+            cx, cy, w, h = (float(v) for v in (_F @ lv.kalman.x)[:4])
+            w, h = max(w, _MIN_SIZE), max(h, _MIN_SIZE)
+            out.append(Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+        return out
+
     def predict(self) -> TrackUpdate:
         """Advance one frame on which the detector did not run (detect every N frames).
 
@@ -357,6 +371,24 @@ def shot_changed(previous: Image, current: Image, threshold: float = SHOT_CHANGE
         return True
     a, b = _thumbnail(previous), _thumbnail(current)
     return bool(np.abs(a - b).mean() > threshold)
+
+
+class ShotWatcher:
+    """:func:`shot_changed` over a stream of frames, with each frame's thumbnail computed
+    once instead of twice (it costs about 1.5 ms at 1080p: 5% of a 30 fps frame budget)."""
+
+    def __init__(self, threshold: float = SHOT_CHANGE_THRESHOLD) -> None:
+        self.threshold = threshold
+        self._prev: tuple[tuple[int, ...], Vector] | None = None
+
+    def __call__(self, image: Image) -> bool:
+        """Whether ``image`` starts a new shot after the previous frame given (False for the
+        first); the same answer as ``shot_changed(previous, image)``."""
+        cur = (tuple(image.shape), _thumbnail(image))
+        prev, self._prev = self._prev, cur
+        if prev is None:
+            return False
+        return prev[0] != cur[0] or bool(np.abs(prev[1] - cur[1]).mean() > self.threshold)
 
 
 def _thumbnail(image: Image, cols: int = 32, rows: int = 18) -> Vector:
