@@ -21,6 +21,7 @@ from typing import IO, Annotated, Any
 import typer
 
 from ..quality import MIN_FACE_PX, MIN_QUALITY
+from ..video.schedule import SCAN_EVERY
 from . import common
 
 GalleryOpt = Annotated[
@@ -85,6 +86,15 @@ def watch(
     detect_every: Annotated[
         int, typer.Option(min=1, help="run the detector every N frames (track between)")
     ] = 1,
+    scan_every: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="frames over 960 px: detect on the whole frame at full resolution every N frames (a new "
+            "small face is found within N frames), else on a 640 px copy plus full-resolution crops around "
+            "small tracked faces; 1: the whole frame at full resolution every time (slow)",
+        ),
+    ] = SCAN_EVERY,
     embed_every: Annotated[int, typer.Option(min=1, help="re-embed a track every N frames")] = 10,
     min_frames: Annotated[int, typer.Option(min=1, help="embeddings a track needs before it is named")] = 3,
     max_age: Annotated[
@@ -155,6 +165,7 @@ def watch(
             for res in recognize_stream(
                 rec, g, src, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
                 min_frames=min_frames, tracker=Tracker(max_age=max_age), gate=gate, max_frames=max_frames,
+                scan_every=scan_every,
             ):  # fmt: skip
                 if res.image is not None:
                     frames += 1

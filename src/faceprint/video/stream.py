@@ -40,6 +40,15 @@ embeddings). Boxes are xyxy
 pixels; similarities are cosine similarities; timestamps are seconds (container time for
 files, wall clock for live sources).
 
+**Large frames** (long side over 960 px, with YuNet) are not detected whole on every
+detector frame: :mod:`.schedule` runs the detector on a 640 px copy, on full-resolution
+crops around small tracked faces, and on the whole frame at full resolution every
+``scan_every`` frames (30), so a new small face is found within that many frames while
+tracked ones keep full-resolution detections (README's video table: the 1080p crowd clip
+keeps its tracks at several times the speed). Boxes and landmarks stay in the frame's
+pixels, and faces are embedded from the full-resolution frame. ``scan_every=1`` detects
+every detector frame whole, as before.
+
 **Shot cuts.** The tracker sees only boxes, so at a hard cut a face of the new shot would
 inherit the track (and the votes) of whoever stood there before. With ``cuts=True`` (the
 default) every frame is compared with the previous one (:func:`.tracking.shot_changed`)
@@ -68,8 +77,9 @@ from numpy.typing import NDArray
 
 from ..quality import DEFAULT_GATE, QualityGate
 from ..types import UNKNOWN, Face, Match, Recognition
+from .schedule import SCAN_EVERY, DetectionSchedule, schedule_for
 from .sources import Frame, FrameSource, open_source
-from .tracking import Track, Tracker, shot_changed
+from .tracking import ShotWatcher, Track, Tracker
 
 if TYPE_CHECKING:
     from ..embedding import Embedder
@@ -211,7 +221,10 @@ class StreamRecognizer:
     """The per-track state machine behind :func:`recognize_stream` (module doc).
 
     Feed frames with :meth:`process` (any RGB arrays, in order) and call :meth:`finish` at
-    the end; or let :func:`recognize_stream` drive it from a source.
+    the end; or let :func:`recognize_stream` drive it from a source. ``schedule``: where
+    the detector runs on large frames (:mod:`.schedule`); by default the one for the
+    recognizer's detector with ``scan_every``, or None (every frame whole) for detectors it
+    was not measured with.
     """
 
     def __init__(
@@ -226,9 +239,11 @@ class StreamRecognizer:
         tracker: Tracker | None = None,
         cuts: bool = True,
         gate: QualityGate = DEFAULT_GATE,
+        scan_every: int = SCAN_EVERY,
+        schedule: DetectionSchedule | None = None,
     ) -> None:
-        if detect_every < 1 or embed_every < 1 or min_frames < 1:
-            raise ValueError("detect_every, embed_every and min_frames must be at least 1")
+        if detect_every < 1 or embed_every < 1 or min_frames < 1 or scan_every < 1:
+            raise ValueError("detect_every, embed_every, min_frames and scan_every must be at least 1")
         self.recognizer = recognizer
         self.gallery = gallery
         self.detect_every = detect_every
@@ -242,7 +257,9 @@ class StreamRecognizer:
             self.threshold = float(threshold) if threshold is not None else 1.0
         self.cuts = cuts
         self.gate = gate
-        self._prev: NDArray[np.uint8] | None = None
+        self.schedule = schedule or schedule_for(recognizer.detector_name, scan_every)
+        self._shots = ShotWatcher()
+        self._frames = 0  # frames processed (the schedule's clock)
         self._states: dict[int, _TrackState] = {}
         self._count = 0
         self.embeddings = 0  # faces embedded so far (cost indicator)
@@ -252,17 +269,16 @@ class StreamRecognizer:
         self, image: NDArray[np.uint8], index: int, timestamp: float, dropped: int = 0
     ) -> FrameResult:
         events: list[dict[str, Any]] = []
-        cut = self.cuts and self._prev is not None and shot_changed(self._prev, image)
-        self._prev = image
+        cut = self.cuts and self._shots(image)
         if cut:  # a new shot: no face of it continues a track of the last one
             events += [self._ended(t, index, timestamp) for t in self.tracker.close()]
             self._count = 0  # detect on the first frame of the shot
+            if self.schedule is not None:
+                self.schedule.reset()  # ... at full resolution: every face is new
         detect = self._count % self.detect_every == 0
         self._count += 1
-        if detect:
-            upd = self.tracker.update(self.recognizer.detector.detect(image))
-        else:
-            upd = self.tracker.predict()
+        self._frames += 1
+        upd = self.tracker.update(self._detect(image)) if detect else self.tracker.predict()
         for t in upd.started:
             st = _TrackState(t.id, index, timestamp)
             self._states[t.id] = st
@@ -295,6 +311,12 @@ class StreamRecognizer:
         return [self._ended(t, index, timestamp) for t in self.tracker.close()]
 
     # -- internals ------------------------------------------------------------------
+    def _detect(self, image: NDArray[np.uint8]) -> list[Face]:
+        """This frame's faces: the whole frame, or where the schedule says for a large one."""
+        if self.schedule is None:
+            return self.recognizer.detector.detect(image)
+        return self.schedule.detect(self.recognizer.detector, image, self._frames, self.tracker.expected())
+
     def _embed(
         self,
         image: NDArray[np.uint8],
@@ -397,6 +419,7 @@ def recognize_stream(
     tracker: Tracker | None = None,
     cuts: bool = True,
     gate: QualityGate = DEFAULT_GATE,
+    scan_every: int = SCAN_EVERY,
     max_frames: int | None = None,
     stop: threading.Event | None = None,
     lock: AbstractContextManager[Any] | None = None,
@@ -425,7 +448,7 @@ def recognize_stream(
     )
     sr = StreamRecognizer(
         recognizer, gallery, threshold=threshold, detect_every=detect_every, embed_every=embed_every,
-        min_frames=min_frames, tracker=tracker, cuts=cuts, gate=gate,
+        min_frames=min_frames, tracker=tracker, cuts=cuts, gate=gate, scan_every=scan_every,
     )  # fmt: skip
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames: expected None or at least 1, got {max_frames}")
