@@ -30,13 +30,13 @@ shows sample ``i`` of each output depends on sample ``i`` of the inputs alone:
 elementwise and per-sample ops (Conv, pools, normalisations over non-batch axes),
 broadcasting whose constant operand has a leading 1 or a lower rank, axis ops on an axis
 other than 0, Flatten at axis 1, Gemm/MatMul with the batch in the rows, Transpose
-keeping axis 0. Shape constants are rewritten generically: a Reshape target ``[1, ...]``
-or ``[-1, ...]`` becomes ``[0, ...]`` (ONNX's "copy the input's dim"; the ``-1`` case only
-when it means the batch of 1), a Slice over axis 0 from 0 to 1 ends at ``INT64_MAX``;
-Expand, Tile and Pad must leave axis 0 alone. Anything else (Shape, control flow, an
-unknown op, a constant with a batch axis other than 1) is refused, naming the node. The
-result passes ``onnx.checker`` (full check) and ONNX shape inference must find no fixed
-size on the batch axis of any batched tensor.
+keeping axis 0, Resize by constant scales of 1 on axis 0. Shape constants are rewritten
+generically: a Reshape target ``[1, ...]`` or ``[-1, ...]`` becomes ``[0, ...]`` (ONNX's
+"copy the input's dim"; the ``-1`` case only when it means the batch of 1), a Slice over
+axis 0 from 0 to 1 ends at ``INT64_MAX``; Expand, Tile and Pad must leave axis 0 alone.
+Anything else (Shape, control flow, an unknown op, a constant with a batch axis other than
+1) is refused, naming the node. The result passes ``onnx.checker`` (full check) and ONNX
+shape inference must find no fixed size on the batch axis of any batched tensor.
 
 Metadata: the source's ``metadata_props`` are kept, ``metadata`` added over them
 (:func:`onnx.helper.set_model_props`); the opset is the source's (raised to 7 only when
@@ -67,11 +67,11 @@ Dims = list[int | None]  # a tensor's dims; None for a symbolic or unknown one
 
 def _refuse(expected: str, found: str) -> NoReturn:
     raise ModelUnavailableError(
-        f"cannot give the ONNX embedder a dynamic batch: expected {expected}, found {found}"
+        f"cannot give the ONNX model a dynamic batch: expected {expected}, found {found}"
     )
 
 
-def _label(node: onnx.NodeProto) -> str:
+def node_label(node: onnx.NodeProto) -> str:
     return f"{node.op_type} node {node.name or node.output[0]!r}"
 
 
@@ -103,7 +103,7 @@ def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
             item.name = new
 
 
-def _dims_of(value_info: onnx.ValueInfoProto) -> Dims | None:
+def dims_of(value_info: onnx.ValueInfoProto) -> Dims | None:
     t = value_info.type.tensor_type
     if not t.HasField("shape"):
         return None
@@ -121,9 +121,13 @@ def _broadcasts_keep_batch(dims: Dims, rank: int) -> bool:
     return len(dims) < rank or (len(dims) == rank and dims[0] == 1)
 
 
-class _Batch:
+class BatchProof:
     """Marks the tensors computed from the input and rewrites the batch constants (module
-    doc, "The proof"). ``shapes`` are ONNX's inferred shapes at batch 1."""
+    doc, "The proof"). ``shapes`` are ONNX's inferred shapes at batch 1.
+
+    Public because the detector converter (:mod:`faceprint.detection.onnx_dynamic`) runs
+    the same proof for the batch axis before its own for the image's height and width; it
+    reads the rewritten constants from :attr:`tensors`."""
 
     def __init__(self, graph: onnx.GraphProto, shapes: dict[str, Dims], opset: int) -> None:
         from onnx import helper, numpy_helper
@@ -138,7 +142,7 @@ class _Batch:
     # -- what is known about a tensor ---------------------------------------------------
     def dims(self, name: str, node: onnx.NodeProto) -> Dims:
         if name not in self.shapes:
-            _refuse(f"a shape ONNX can infer for {name!r}, read by {_label(node)}", "none")
+            _refuse(f"a shape ONNX can infer for {name!r}, read by {node_label(node)}", "none")
         return self.shapes[name]
 
     def rank(self, name: str, node: onnx.NodeProto) -> int:
@@ -150,8 +154,8 @@ class _Batch:
             return None
         name = node.input[index]
         if name not in self.tensors:
-            how = "computed from the crops" if name in self.batched else "computed at run time"
-            _refuse(f"input {index} of {_label(node)} to be a stored constant", f"{name!r} {how}")
+            how = "computed from the input" if name in self.batched else "computed at run time"
+            _refuse(f"input {index} of {node_label(node)} to be a stored constant", f"{name!r} {how}")
         return np.asarray(self.numpy_helper.to_array(self.tensors[name]))
 
     def attr(self, node: onnx.NodeProto, name: str, default: Any = None) -> Any:
@@ -188,15 +192,17 @@ class _Batch:
             inputs = [n for n in node.input if n]
             late = [n for n in inputs if n not in self.batched and n not in self.constant]
             if late:
-                _refuse("nodes in topological order", f"{_label(node)} reading {late[0]!r} before it is made")
+                _refuse(
+                    "nodes in topological order", f"{node_label(node)} reading {late[0]!r} before it is made"
+                )
             if not any(n in self.batched for n in inputs):
                 self.constant.update(n for n in node.output if n)
                 continue
             if node.domain not in _DEFAULT_DOMAINS:
-                _refuse("ops of the default ONNX domain", f"{_label(node)} of domain {node.domain!r}")
+                _refuse("ops of the default ONNX domain", f"{node_label(node)} of domain {node.domain!r}")
             rule = _RULES.get(node.op_type)
             if rule is None:
-                _refuse("ops whose batch handling is known", f"{_label(node)} on the crops")
+                _refuse("ops whose batch handling is known", f"{node_label(node)} on the input")
             rule(self, node)
             for out in node.output:
                 if out:
@@ -222,27 +228,31 @@ class _Batch:
         behind the rules: a rule that let a sample-mixing op through would show here.)"""
         dims = self.shapes.get(name)
         if dims is not None and (not dims or (dims[0] is not None and dims[0] != 1)):
-            _refuse(f"{_label(node)} to keep the batch (size 1) on axis 0 of {name!r}", f"shape {dims}")
+            _refuse(f"{node_label(node)} to keep the batch (size 1) on axis 0 of {name!r}", f"shape {dims}")
 
     # -- rules shared by several ops -----------------------------------------------------
     def only_first_batched(self, node: onnx.NodeProto) -> None:
         """Input 0 carries the batch; the others (weights, parameters) are constants."""
         if node.input[0] not in self.batched:
-            _refuse(f"the crops to reach {_label(node)} through input 0", f"input {node.input[0]!r} constant")
+            _refuse(
+                f"the input to reach {node_label(node)} through input 0", f"input {node.input[0]!r} constant"
+            )
         for n in node.input[1:]:
             if n in self.batched:
-                _refuse(f"the parameters of {_label(node)} to be constants", f"{n!r} computed from the crops")
+                _refuse(
+                    f"the parameters of {node_label(node)} to be constants", f"{n!r} computed from the input"
+                )
 
     def only_first_output(self, node: onnx.NodeProto) -> None:
         """Optional outputs (training statistics, MaxPool's flat indices, which count
         across the batch) are refused."""
         if any(node.output[1:]):
-            _refuse(f"{_label(node)} to have one output", f"{sum(1 for o in node.output if o)}")
+            _refuse(f"{node_label(node)} to have one output", f"{sum(1 for o in node.output if o)}")
 
     def not_axis_zero(self, node: onnx.NodeProto, axes: Iterable[int], rank: int) -> None:
         norm = [_normalise(a, rank) for a in axes]
         if 0 in norm:
-            _refuse(f"{_label(node)} to work on axes other than the batch's (0)", f"axes {list(axes)}")
+            _refuse(f"{node_label(node)} to work on axes other than the batch's (0)", f"axes {list(axes)}")
 
     def broadcast(self, node: onnx.NodeProto) -> None:
         """Elementwise with numpy broadcasting: batched operands of the full rank, constants
@@ -253,11 +263,12 @@ class _Batch:
             dims = self.dims(n, node)
             if n in self.batched and len(dims) != rank:
                 _refuse(
-                    f"batched operands of {_label(node)} to have rank {rank}", f"{n!r} of rank {len(dims)}"
+                    f"batched operands of {node_label(node)} to have rank {rank}",
+                    f"{n!r} of rank {len(dims)}",
                 )
             if n not in self.batched and not _broadcasts_keep_batch(dims, rank):
                 _refuse(
-                    f"constants broadcast by {_label(node)} over the batch (leading 1 or lower rank)",
+                    f"constants broadcast by {node_label(node)} over the batch (leading 1 or lower rank)",
                     f"{n!r} of shape {dims}",
                 )
 
@@ -265,30 +276,34 @@ class _Batch:
 # -- per-op rules ----------------------------------------------------------------------------
 
 
-def _per_sample(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _per_sample(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
 
 
-def _per_sample_one_output(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _per_sample_one_output(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     ctx.only_first_output(node)
     if ctx.attr(node, "training_mode", 0):
-        _refuse(f"{_label(node)} in inference mode", "training_mode=1")
+        _refuse(f"{node_label(node)} in inference mode", "training_mode=1")
 
 
-def _broadcast(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _broadcast(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.broadcast(node)
 
 
-def _axis_rule(default: int | None, all_batched: bool = False) -> Callable[[_Batch, onnx.NodeProto], None]:
+def _axis_rule(
+    default: int | None, all_batched: bool = False
+) -> Callable[[BatchProof, onnx.NodeProto], None]:
     """Ops that work along one ``axis`` attribute: fine unless that axis is the batch."""
 
-    def rule(ctx: _Batch, node: onnx.NodeProto) -> None:
+    def rule(ctx: BatchProof, node: onnx.NodeProto) -> None:
         names = [n for n in node.input if n]
         if all_batched:
             constant = next((n for n in names if n not in ctx.batched), None)
             if constant is not None:
-                _refuse(f"every input of {_label(node)} computed from the crops", f"{constant!r} constant")
+                _refuse(
+                    f"every input of {node_label(node)} computed from the input", f"{constant!r} constant"
+                )
         else:
             ctx.only_first_batched(node)
         axis = ctx.attr(node, "axis", default)
@@ -296,68 +311,68 @@ def _axis_rule(default: int | None, all_batched: bool = False) -> Callable[[_Bat
             value = ctx.value(node, 1)
             axis = None if value is None else int(value.reshape(-1)[0])
         if axis is None:
-            _refuse(f"an axis on {_label(node)}", "none")
+            _refuse(f"an axis on {node_label(node)}", "none")
         ctx.not_axis_zero(node, [int(axis)], ctx.rank(node.input[0], node))
 
     return rule
 
 
-def _softmax(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _softmax(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     axis = ctx.attr(node, "axis", 1 if ctx.opset < 13 else -1)  # before 13: rows from axis on
     ctx.not_axis_zero(node, [int(axis)], ctx.rank(node.input[0], node))
 
 
-def _flatten(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _flatten(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     axis = _normalise(int(ctx.attr(node, "axis", 1)), ctx.rank(node.input[0], node))
     if axis != 1:  # axis k >= 2 folds the batch into the rows
-        _refuse(f"{_label(node)} at axis 1", f"axis {axis}")
+        _refuse(f"{node_label(node)} at axis 1", f"axis {axis}")
 
 
-def _transpose(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _transpose(ctx: BatchProof, node: onnx.NodeProto) -> None:
     perm = ctx.attr(node, "perm")
     if perm is None or int(perm[0]) != 0:
-        _refuse(f"{_label(node)} to keep axis 0 first", f"perm {perm}")
+        _refuse(f"{node_label(node)} to keep axis 0 first", f"perm {perm}")
 
 
-def _reshape(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _reshape(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     if ctx.attr(node, "allowzero", 0):
-        _refuse(f"{_label(node)} with allowzero=0 (0 copies a dim)", "allowzero=1")
+        _refuse(f"{node_label(node)} with allowzero=0 (0 copies a dim)", "allowzero=1")
     target = ctx.value(node, 1)
     assert target is not None  # a required input
     if target.ndim != 1 or target.size == 0:
-        _refuse(f"a non-empty 1-D target shape on {_label(node)}", f"shape {list(target.shape)}")
+        _refuse(f"a non-empty 1-D target shape on {node_label(node)}", f"shape {list(target.shape)}")
     lead = int(target[0])
     if lead == 0:
         return
     out = ctx.dims(node.output[0], node)
     if lead not in (1, -1) or out[0] != 1:
-        _refuse(f"{_label(node)} to keep the batch of 1 on axis 0", f"target {target.tolist()}")
+        _refuse(f"{node_label(node)} to keep the batch of 1 on axis 0", f"target {target.tolist()}")
     rewritten = target.astype(np.int64)
     rewritten[0] = 0  # "copy the input's dim 0", the batch: generic, and shape inference keeps it
     ctx.replace_input(node, 1, rewritten)
 
 
-def _expand(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _expand(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     shape = ctx.value(node, 1)
     assert shape is not None
     dims: Dims = [int(v) for v in shape.reshape(-1)]
     if not _broadcasts_keep_batch(dims, ctx.rank(node.input[0], node)):
-        _refuse(f"{_label(node)} to leave the batch axis alone", f"shape {dims}")
+        _refuse(f"{node_label(node)} to leave the batch axis alone", f"shape {dims}")
 
 
-def _tile(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _tile(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     repeats = ctx.value(node, 1)
     assert repeats is not None
     if int(repeats.reshape(-1)[0]) != 1:
-        _refuse(f"{_label(node)} to repeat the batch axis once", f"repeats {repeats.tolist()}")
+        _refuse(f"{node_label(node)} to repeat the batch axis once", f"repeats {repeats.tolist()}")
 
 
-def _pad(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _pad(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     rank = ctx.rank(node.input[0], node)
     pads = ctx.attr(node, "pads", ctx.attr(node, "paddings"))
@@ -365,12 +380,12 @@ def _pad(ctx: _Batch, node: onnx.NodeProto) -> None:
     axes = ctx.ints(node, "axes", 3) if ctx.opset >= 18 else None
     axes = [_normalise(a, rank) for a in axes] if axes is not None else list(range(rank))
     if pads is None or len(pads) != 2 * len(axes):
-        _refuse(f"{2 * len(axes)} pads on {_label(node)}", f"{pads}")
+        _refuse(f"{2 * len(axes)} pads on {node_label(node)}", f"{pads}")
     if 0 in axes and (pads[axes.index(0)] or pads[len(axes) + axes.index(0)]):
-        _refuse(f"{_label(node)} not to pad the batch axis", f"pads {pads}")
+        _refuse(f"{node_label(node)} not to pad the batch axis", f"pads {pads}")
 
 
-def _slice(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _slice(ctx: BatchProof, node: onnx.NodeProto) -> None:
     """Axis 0 may be sliced only as ``0:1`` (the trace's "all of the batch of 1"), which
     becomes ``0:INT64_MAX``."""
     ctx.only_first_batched(node)
@@ -381,7 +396,7 @@ def _slice(ctx: _Batch, node: onnx.NodeProto) -> None:
     axes = ctx.ints(node, "axes", 3)
     steps = None if old else ctx.ints(node, "steps", 4)
     if starts is None or ends is None:
-        _refuse(f"starts and ends on {_label(node)}", "none")
+        _refuse(f"starts and ends on {node_label(node)}", "none")
     axes = [_normalise(a, rank) for a in (axes if axes is not None else range(len(starts)))]
     if 0 not in axes:
         return
@@ -389,7 +404,8 @@ def _slice(ctx: _Batch, node: onnx.NodeProto) -> None:
     step = 1 if steps is None else steps[i]
     if starts[i] != 0 or step != 1 or ends[i] < 1:
         _refuse(
-            f"{_label(node)} to take all of the batch axis", f"start {starts[i]}, end {ends[i]}, step {step}"
+            f"{node_label(node)} to take all of the batch axis",
+            f"start {starts[i]}, end {ends[i]}, step {step}",
         )
     ends[i] = _INT64_MAX
     if old:
@@ -400,38 +416,55 @@ def _slice(ctx: _Batch, node: onnx.NodeProto) -> None:
         ctx.replace_input(node, 2, np.asarray(ends, np.int64))
 
 
-def _squeeze(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _resize(ctx: BatchProof, node: onnx.NodeProto) -> None:
+    """Resize (and the older Upsample) by constant ``scales`` of 1 on axis 0; target
+    ``sizes`` would fix the batch, so they are refused."""
+    ctx.only_first_batched(node)
+    scales_at = 1 if node.op_type == "Upsample" or ctx.opset < 11 else 2
+    scales = ctx.attr(node, "scales")  # Upsample before opset 9
+    scales = [float(v) for v in scales] if scales is not None else None
+    if scales is None:
+        value = ctx.value(node, scales_at)
+        scales = None if value is None or value.size == 0 else [float(v) for v in value.reshape(-1)]
+    sizes = ctx.value(node, 3) if scales_at == 2 else None
+    if sizes is not None and sizes.size:
+        _refuse(f"{node_label(node)} by scales", f"target sizes {sizes.tolist()}")
+    if not scales or scales[0] != 1:
+        _refuse(f"{node_label(node)} to scale the batch axis by 1", f"scales {scales}")
+
+
+def _squeeze(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     rank = ctx.rank(node.input[0], node)
     if node.op_type == "Unsqueeze":
         rank = ctx.rank(node.output[0], node)  # its axes index the output
     axes = ctx.ints(node, "axes", 1)
     if axes is None:  # Squeeze without axes drops every 1, the batch's too
-        _refuse(f"explicit axes on {_label(node)}", "none")
+        _refuse(f"explicit axes on {node_label(node)}", "none")
     ctx.not_axis_zero(node, axes, rank)
 
 
-def _reduce(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _reduce(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     axes = ctx.ints(node, "axes", 1)
     if axes is None:
         if ctx.attr(node, "noop_with_empty_axes", 0):
             return
-        _refuse(f"explicit axes on {_label(node)}", "a reduction over every axis, the batch's too")
+        _refuse(f"explicit axes on {node_label(node)}", "a reduction over every axis, the batch's too")
     ctx.not_axis_zero(node, axes, ctx.rank(node.input[0], node))
 
 
-def _gemm(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _gemm(ctx: BatchProof, node: onnx.NodeProto) -> None:
     ctx.only_first_batched(node)
     if ctx.attr(node, "transA", 0):
-        _refuse(f"{_label(node)} with the batch in the rows of A", "transA=1")
+        _refuse(f"{node_label(node)} with the batch in the rows of A", "transA=1")
     if len(node.input) > 2 and node.input[2] and not _broadcasts_keep_batch(ctx.dims(node.input[2], node), 2):
         _refuse(
-            f"a bias of {_label(node)} that broadcasts over the batch", f"{ctx.dims(node.input[2], node)}"
+            f"a bias of {node_label(node)} that broadcasts over the batch", f"{ctx.dims(node.input[2], node)}"
         )
 
 
-def _matmul(ctx: _Batch, node: onnx.NodeProto) -> None:
+def _matmul(ctx: BatchProof, node: onnx.NodeProto) -> None:
     """Batch in the rows of A, or in the stacked leading axes of either operand."""
     a, b = node.input[0], node.input[1]
     ra, rb = ctx.rank(a, node), ctx.rank(b, node)
@@ -442,7 +475,7 @@ def _matmul(ctx: _Batch, node: onnx.NodeProto) -> None:
     else:
         ok = rb >= 3 and (ra <= 2 or _broadcasts_keep_batch(ctx.dims(a, node), rb))
     if not ok:
-        _refuse(f"{_label(node)} to keep the batch on axis 0", f"operand ranks {ra} and {rb}")
+        _refuse(f"{node_label(node)} to keep the batch on axis 0", f"operand ranks {ra} and {rb}")
 
 
 _UNARY = (
@@ -457,7 +490,7 @@ _BROADCAST += "Pow PRelu Sub Sum Where Xor"
 _REDUCE = "ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd "
 _REDUCE += "ReduceSum ReduceSumSquare"
 
-_RULES: dict[str, Callable[[_Batch, onnx.NodeProto], None]] = {
+_RULES: dict[str, Callable[[BatchProof, onnx.NodeProto], None]] = {
     **dict.fromkeys(_UNARY.split(), _per_sample),
     **dict.fromkeys(_PER_SAMPLE.split(), _per_sample),
     **dict.fromkeys(("BatchNormalization", "MaxPool"), _per_sample_one_output),
@@ -479,23 +512,25 @@ _RULES: dict[str, Callable[[_Batch, onnx.NodeProto], None]] = {
     "MatMul": _matmul,
     "Pad": _pad,
     "Reshape": _reshape,
+    "Resize": _resize,
     "Slice": _slice,
     "Tile": _tile,
     "Transpose": _transpose,
+    "Upsample": _resize,
 }
 
 
 # -- the conversion ------------------------------------------------------------------------
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
+def default_opset(model: onnx.ModelProto) -> int:
     versions = [o.version for o in model.opset_import if o.domain in _DEFAULT_DOMAINS]
     if not versions:
         _refuse("an import of the default ONNX opset", "none")
     return int(versions[0])
 
 
-def _infer(model: onnx.ModelProto, what: str) -> dict[str, Dims]:
+def infer_dims(model: onnx.ModelProto, what: str) -> dict[str, Dims]:
     """Every tensor's inferred dims (strict: an inconsistent graph is refused)."""
     import onnx
 
@@ -506,7 +541,7 @@ def _infer(model: onnx.ModelProto, what: str) -> dict[str, Dims]:
     g = inferred.graph
     shapes: dict[str, Dims] = {t.name: [int(d) for d in t.dims] for t in g.initializer}
     for vi in (*g.input, *g.output, *g.value_info):
-        dims = _dims_of(vi)
+        dims = dims_of(vi)
         if dims is not None:
             shapes[vi.name] = dims
     return shapes
@@ -546,12 +581,12 @@ def to_contract(
     _check_arguments(size, mean, scale)
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    if _default_opset(m) < _MIN_OPSET:
+    if default_opset(m) < _MIN_OPSET:
         try:
             m = onnx.version_converter.convert_version(m, _MIN_OPSET)
         except Exception as exc:
             _refuse(f"a graph convertible to opset {_MIN_OPSET}", str(exc).strip().splitlines()[0])
-    opset = _default_opset(m)
+    opset = default_opset(m)
     g = m.graph
     del g.value_info[:]  # the trace's shapes say batch 1: stale once the batch is dynamic
     stored = {t.name for t in g.initializer}
@@ -573,12 +608,12 @@ def to_contract(
     if m.ir_version < 4:
         m.ir_version = 4  # initializers no longer listed as inputs
 
-    shapes = _infer(m, "a graph")
+    shapes = infer_dims(m, "a graph")
     out_dims = shapes.get(source_out)
     if out_dims is None or len(out_dims) != 2 or out_dims[0] != 1 or not out_dims[1]:
         _refuse("an output of shape [1, dim] at batch 1", f"{out_dims}")
     dim = int(out_dims[1])
-    batched = _Batch(g, shapes, opset).run(source_in)
+    batched = BatchProof(g, shapes, opset).run(source_in)
     if source_out not in batched:
         _refuse("an output computed from the input", f"{source_out!r} constant")
 
@@ -634,7 +669,7 @@ def _check_io(source_in: onnx.ValueInfoProto, source_out: onnx.ValueInfoProto, s
         kind = vi.type.WhichOneof("value")
         if kind != "tensor_type" or vi.type.tensor_type.elem_type != TensorProto.FLOAT:
             _refuse(f"a float32 tensor {what}", f"{vi.name!r} of type {vi.type}".replace("\n", " "))
-    dims = _dims_of(source_in)
+    dims = dims_of(source_in)
     if dims is None or len(dims) != 4:
         _refuse("a 4-D NCHW input", f"{source_in.name!r} of shape {dims}")
     if dims[0] not in (None, 1) or dims[1] not in (None, 3) or any(d not in (None, size) for d in dims[2:]):
@@ -650,7 +685,7 @@ def _verify(m: onnx.ModelProto, batched: set[str], dim: int) -> None:
         onnx.checker.check_model(m, full_check=True)
     except Exception as exc:
         _refuse("a converted graph the ONNX checker accepts", str(exc).strip().splitlines()[0])
-    shapes = _infer(m, "a converted graph")
+    shapes = infer_dims(m, "a converted graph")
     for name in sorted(batched):
         dims = shapes.get(name)
         if dims and dims[0] is not None:
