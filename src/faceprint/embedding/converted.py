@@ -12,6 +12,11 @@ read, is rebuilt. Builds write a temporary file and ``os.replace`` it into place
 exclusive ``fcntl.flock`` on ``<file>.lock``, so concurrent processes never see or leave a
 half-written model.
 
+The same machinery (:func:`open_built`, :func:`build`) also builds and caches YuNet's graph
+made size-dynamic for ONNX Runtime (:mod:`faceprint.detection.yunet_onnx`): it records its
+source and converter version the same way, only its graph is a detector's, not the
+embedder contract.
+
 **Model id.** The vectors' id hashes the *source* weights as the loaded graph records them
 (:func:`recorded_sha256`), so a converted graph shares the id of the file it came from
 (``dlib-onnx`` and ``dlib`` share ``dlib@resnet_v1+55533b28``), and a graph that names no
@@ -103,6 +108,25 @@ def build(
     sha = models.sha256_file(src)
     if not force and is_current(out, sha, converter_version):
         return out
+    check_source(source_model, src, sha, strict)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with locked(out):
+            if not force and is_current(out, sha, converter_version):  # built meanwhile by another process
+                return out
+            log.info("converting %s to ONNX at %s", src, out)
+            data = converted_bytes(convert, src, sha, converter_version)
+            atomic_write(out, lambda tmp: tmp.write_bytes(data), fsync=True)
+    except OSError as exc:
+        raise ModelUnavailableError(
+            f"cannot write the ONNX model to {out}: {exc}; set FACEPRINT_CACHE to a writable directory"
+        ) from exc
+    return out
+
+
+def check_source(source_model: str, src: Path, sha: str, strict: bool) -> None:
+    """Refuse (``strict``) or warn about a source file whose sha256 ``sha`` is not the
+    catalogue's for ``source_model`` (:func:`build`)."""
     published = models.get_spec(source_model).files[0].sha256
     if sha != published and strict:
         raise ModelUnavailableError(
@@ -111,26 +135,81 @@ def build(
         )
     if sha != published:
         log.warning("%s has sha256 %s, not the published %s; converting it anyway", src, sha, published)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with locked(out):
-            if not force and is_current(out, sha, converter_version):  # built meanwhile by another process
-                return out
-            log.info("converting %s to ONNX at %s", src, out)
-            model = convert(src)
-            from onnx import helper
 
-            props = {p.key: p.value for p in model.metadata_props}
-            props.update(source_sha256=sha, source_file=src.name, converter_version=converter_version)
-            del model.metadata_props[:]
-            helper.set_model_props(model, props)
-            data = model.SerializeToString()
-            atomic_write(out, lambda tmp: tmp.write_bytes(data), fsync=True)
-    except OSError as exc:
-        raise ModelUnavailableError(
-            f"cannot write the ONNX model to {out}: {exc}; set FACEPRINT_CACHE to a writable directory"
-        ) from exc
-    return out
+
+def converted_bytes(convert: Converter, src: Path, sha: str, converter_version: str) -> bytes:
+    """``convert(src)`` serialised, its ``metadata_props`` recording the source (sha256
+    ``sha``, file name) and ``converter_version``: what :func:`build` writes, and what a
+    caller that cannot write the cache may run from memory."""
+    model = convert(src)
+    from onnx import helper
+
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(source_sha256=sha, source_file=src.name, converter_version=converter_version)
+    del model.metadata_props[:]
+    helper.set_model_props(model, props)
+    return bytes(model.SerializeToString())
+
+
+def open_current(
+    path: Path,
+    source_model: str,
+    source_path: str | os.PathLike[str] | None,
+    converter_version: str,
+    intra_op_threads: int,
+    providers: Sequence[str] | None,
+    who: str,
+    optimization: str = "all",
+) -> Any:
+    """A session on the cached graph at ``path`` when it loads and its recorded source
+    sha256 and converter version are the current ones; else ``None``. Why not
+    :func:`is_current`: it imports ``onnx`` (about 0.5 s on first import, for its
+    ml_dtypes extension) in every process, worker and CLI call, only to read the
+    metadata ONNX Runtime reads anyway."""
+    if not path.is_file():
+        return None
+    sha = models.weights_sha256(models.resolve(source_model, path=source_path))
+    try:
+        session = new_session(path, intra_op_threads, providers, who, optimization)
+    except Exception as exc:  # a damaged cache file: rebuilt by the caller
+        log.warning("could not load %s (%s): rebuilding it", path, exc)
+        return None
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    if props.get("source_sha256") != sha or props.get("converter_version") != converter_version:
+        log.info("cached ONNX model %s is stale: rebuilding it", path)
+        return None
+    return session
+
+
+def open_built(
+    source_model: str,
+    convert: Converter,
+    converter_version: str,
+    path: Path,
+    source_path: str | os.PathLike[str] | None = None,
+    *,
+    intra_op_threads: int = 0,
+    providers: Sequence[str] | None = None,
+    who: str,
+    optimization: str = "all",
+    strict: bool = False,
+) -> Any:
+    """A session on the graph converted from catalogue model ``source_model`` and cached
+    at ``path``: the cached file when it is current (:func:`open_current`), else one
+    built now by :func:`build` (over a stale or damaged file). The one way both the
+    converted embedders and the ONNX Runtime YuNet detector open their graphs."""
+    opened = open_current(
+        path, source_model, source_path, converter_version, intra_op_threads, providers, who, optimization
+    )
+    if opened is not None:
+        return opened
+    built = build(
+        source_model, convert, converter_version, path, source_path, force=path.is_file(), strict=strict
+    )
+    try:
+        return new_session(built, intra_op_threads, providers, who, optimization)
+    except Exception as again:
+        raise ModelUnavailableError(f"onnxruntime cannot load {built}: {again}") from again
 
 
 def recorded_sha256(session: Any, path: Path) -> str:
@@ -182,45 +261,22 @@ class ConvertedEmbedder:
         require("onnxruntime", who)
         models.warn_licence_once(self.name)
         path = Path(onnx_path) if onnx_path is not None else self.cache_path()
-        opened = self._open_current(path, model_path, intra_op_threads, providers, who)
-        if opened is None:  # missing, stale or unloadable: build it (this is where onnx is imported)
-            path = self._build(model_path, onnx_path, force=path.is_file())
-            try:
-                opened = new_session(path, intra_op_threads, providers, who, self.graph_optimization)
-            except Exception as again:
-                raise ModelUnavailableError(f"onnxruntime cannot load {path}: {again}") from again
-        self._session: Any = opened
+        self._session: Any = open_built(
+            self.source_model,
+            self.convert,
+            self.converter_version,
+            path,
+            model_path,
+            intra_op_threads=intra_op_threads,
+            providers=providers,
+            who=who,
+            optimization=self.graph_optimization,
+            strict=self.strict_source,
+        )
         self.onnx_path = path
         self.weights_sha256 = recorded_sha256(self._session, path)
         self.batch_size = batch_size
         self.crop_templates = (self.templates(),)
-
-    def _open_current(
-        self,
-        path: Path,
-        model_path: str | None,
-        intra_op_threads: int,
-        providers: Sequence[str] | None,
-        who: str,
-    ) -> Any:
-        """A session on the cached graph at ``path`` when it loads and its recorded source
-        sha256 and converter version are the current ones; else ``None``. Why not
-        :func:`is_current`: it imports ``onnx`` (about 0.5 s on first import, for its
-        ml_dtypes extension) in every process, worker and CLI call, only to read the
-        metadata ONNX Runtime reads anyway."""
-        if not path.is_file():
-            return None
-        sha = models.weights_sha256(models.resolve(self.source_model, path=model_path))
-        try:
-            session = new_session(path, intra_op_threads, providers, who, self.graph_optimization)
-        except Exception as exc:  # a damaged cache file: rebuilt by the caller
-            log.warning("could not load %s (%s): rebuilding it", path, exc)
-            return None
-        props = dict(session.get_modelmeta().custom_metadata_map)
-        if props.get("source_sha256") != sha or props.get("converter_version") != self.converter_version:
-            log.info("cached ONNX model %s is stale: rebuilding it", path)
-            return None
-        return session
 
     @classmethod
     def templates(cls) -> dict[str, AlignmentTemplate]:
