@@ -1,9 +1,12 @@
-"""YuNet's input scaling, with a stand-in for OpenCV's network (no weights needed).
+"""YuNet's input scaling, with a stand-in for the network (no weights needed).
 
 The stand-in "sees" a face only when the network input is small enough, as the real YuNet
 does: a face much larger than about 400 px in its input scores low or not at all. Its
 face covers a fixed fraction of whatever it is given, so the test can check that boxes and
-landmarks found on a shrunken copy come back in the original image's pixels.
+landmarks found on a shrunken copy come back in the original image's pixels. Every test
+runs with both backends: the stand-in replaces OpenCV's ``FaceDetectorYN`` or the ONNX
+Runtime network (:class:`faceprint.detection.yunet_onnx.YuNetOnnx`), which return the
+same rows.
 """
 
 from __future__ import annotations
@@ -53,10 +56,27 @@ class FakeNet:
         return len(rows), (np.array(rows, np.float32) if rows else None)
 
 
-@pytest.fixture
-def make(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+class FakeOnnx:
+    """The stand-in behind the ONNX Runtime backend's interface: rows for RGB images."""
+
+    def __init__(self, net: FakeNet) -> None:
+        self.net = net
+
+    def run(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for image in images:
+            h, w = image.shape[:2]
+            self.net.setInputSize((w, h))
+            _, rows = self.net.detect(image[:, :, ::-1])
+            out.append(np.zeros((0, 15), np.float32) if rows is None else rows)
+        return out
+
+
+@pytest.fixture(params=["onnxruntime", "opencv"])
+def make(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     import cv2
 
+    from faceprint.detection import yunet_onnx
     from faceprint.detection.yunet import YuNetDetector
 
     model = tmp_path / "stand-in.onnx"
@@ -65,7 +85,8 @@ def make(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     def _make(sees_below: int, part_above: bool = False, texture_below: int = 0, **kw: Any) -> Any:
         net = FakeNet(sees_below, part_above, texture_below)
         monkeypatch.setattr(cv2.FaceDetectorYN, "create", lambda *a, **k: net)
-        return YuNetDetector(model_path=str(model), **kw), net
+        monkeypatch.setattr(yunet_onnx, "YuNetOnnx", lambda *a, **k: FakeOnnx(net))
+        return YuNetDetector(model_path=str(model), backend=request.param, **kw), net
 
     return _make
 
@@ -131,3 +152,27 @@ def test_oversized_faces_are_kept_when_no_copy_does_better(make: Any) -> None:
     (face,) = det.detect(_image(960, 960))
     assert face.score == pytest.approx(0.65) and face.box.width == pytest.approx(500)
     assert net.sizes == [(960, 960), (480, 480), (320, 320)]
+
+
+def test_unknown_backend_and_negative_threads_are_refused(tmp_path: Path) -> None:
+    from faceprint.detection.yunet import YuNetDetector
+    from faceprint.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="onnxruntime, opencv"):
+        YuNetDetector(backend="tensorrt")
+    with pytest.raises(InvalidArgumentError, match="intra_op_threads"):
+        YuNetDetector(intra_op_threads=-1)
+
+
+def test_threads_reach_the_onnxruntime_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A pipeline's ``threads`` (registry.instantiate) becomes YuNet's ``intra_op_threads``."""
+    from faceprint.detection import yunet_onnx
+    from faceprint.detection.yunet import YuNetDetector
+    from faceprint.registry import instantiate
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(yunet_onnx, "YuNetOnnx", lambda *a, **k: seen.append(k) or FakeOnnx(FakeNet(0)))
+    model = tmp_path / "stand-in.onnx"
+    model.write_bytes(b"not used")
+    instantiate(YuNetDetector, {"model_path": str(model)}, 3)
+    assert seen[0]["intra_op_threads"] == 3

@@ -1,4 +1,14 @@
-"""YuNet (OpenCV ``FaceDetectorYN``): a 75k-parameter CNN detector with 5 landmarks.
+"""YuNet: a 75k-parameter CNN face detector with 5 landmarks, on ONNX Runtime or OpenCV.
+
+Two backends run the same network, the shipped ``face_detection_yunet_2023mar.onnx``, and
+give the same faces (tests/integration/test_yunet_backends.py):
+
+* ``"onnxruntime"`` (the default): the graph made size-dynamic once and cached, decoded
+  as OpenCV decodes it (:mod:`.yunet_onnx`). It is about twice as fast as OpenCV's DNN
+  engine here (README, "YuNet backends"; ``bench/yunet_backends.py``), and takes
+  ``intra_op_threads`` like the embedders.
+* ``"opencv"``: ``cv2.FaceDetectorYN``, the reference; it runs on OpenCV's own thread
+  pool (``cv2.setNumThreads``), so ``intra_op_threads`` does not apply.
 
 YuNet returns the subject's right eye first; as seen by the viewer that is the left one,
 so its order already is ``std5`` (viewer's left eye, right eye, nose tip, left mouth
@@ -23,14 +33,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .. import models
-from ..errors import ModelUnavailableError
+from ..errors import InvalidArgumentError, ModelUnavailableError
 from ..types import Box, Face, Image
 from . import too_small
+
+#: The backends, by name (``backend`` option); the first is the default.
+BACKENDS = ("onnxruntime", "opencv")
 
 #: Long side of the smallest copy searched. A face can be at most this many pixels
 #: across there, within YuNet's range; the smallest face rescued this way (one just too
@@ -47,8 +61,49 @@ LARGEST_FACE = 400
 MIN_IOU = 0.3
 
 
+class _Network(Protocol):
+    """What a backend does: OpenCV's rows ``(n, 15)`` float32 (box x, y, w, h; five
+    landmarks x, y; score; pixels of the images as given) for RGB images of one size."""
+
+    def run(self, images: Sequence[Image]) -> list[NDArray[np.float32]]: ...
+
+
+class _OpenCvNetwork:
+    """``cv2.FaceDetectorYN``, one image at a time (it holds one input size; a lock keeps
+    threads from changing it under each other)."""
+
+    def __init__(self, path: str, score_threshold: float, nms_threshold: float, top_k: int) -> None:
+        import cv2
+
+        try:
+            self._net = cv2.FaceDetectorYN.create(path, "", (320, 320), score_threshold, nms_threshold, top_k)
+        except cv2.error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ModelUnavailableError(
+                f"could not load {path} as the YuNet model: expected "
+                f"face_detection_yunet_2023mar.onnx, found a file OpenCV rejects ({reason}); "
+                "run faceprint models download yunet"
+            ) from None
+        self._lock = threading.Lock()
+
+    def run(self, images: Sequence[Image]) -> list[NDArray[np.float32]]:
+        out = []
+        for image in images:
+            h, w = image.shape[:2]
+            bgr = np.ascontiguousarray(image[:, :, ::-1])  # RGB -> BGR for OpenCV
+            with self._lock:
+                self._net.setInputSize((w, h))
+                _, rows = self._net.detect(bgr)
+            out.append(np.zeros((0, 15), np.float32) if rows is None else np.asarray(rows, np.float32))
+        return out
+
+
 class YuNetDetector:
-    """OpenCV's YuNet. ``score_threshold`` is YuNet's face confidence (0..1)."""
+    """YuNet (module doc). ``score_threshold`` is YuNet's face confidence (0..1);
+    ``nms_threshold`` and ``top_k`` are ``FaceDetectorYN``'s; ``max_side`` shrinks larger
+    images first; ``backend`` is ``"onnxruntime"`` (default) or ``"opencv"``;
+    ``intra_op_threads`` (onnxruntime only; 0 = one per physical core) and ``providers``
+    (ONNX Runtime execution providers, default CPU) go to ONNX Runtime."""
 
     name = "yunet"
 
@@ -59,41 +114,50 @@ class YuNetDetector:
         top_k: int = 5000,
         max_side: int | None = 2560,
         model_path: str | None = None,
+        backend: str = "onnxruntime",
+        intra_op_threads: int = 0,
+        providers: Sequence[str] | None = None,
     ) -> None:
-        import cv2
-
+        if backend not in BACKENDS:
+            raise InvalidArgumentError(
+                f"unknown YuNet backend {backend!r}: expected one of {', '.join(BACKENDS)}"
+            )
+        if intra_op_threads < 0:
+            raise InvalidArgumentError(f"intra_op_threads must be >= 0, got {intra_op_threads}")
         self.model_path = models.resolve("yunet", path=model_path)
         self.score_threshold = score_threshold
         self.max_side = max_side
-        try:
-            self._net = cv2.FaceDetectorYN.create(
-                str(self.model_path), "", (320, 320), score_threshold, nms_threshold, top_k
+        self.backend = backend
+        self._net: _Network
+        if backend == "opencv":
+            self._net = _OpenCvNetwork(str(self.model_path), score_threshold, nms_threshold, top_k)
+        else:
+            from . import yunet_onnx
+
+            self._net = yunet_onnx.YuNetOnnx(
+                self.model_path,
+                score_threshold,
+                nms_threshold,
+                top_k,
+                intra_op_threads=intra_op_threads,
+                providers=providers,
             )
-        except cv2.error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ModelUnavailableError(
-                f"could not load {self.model_path} as the YuNet model: expected "
-                f"face_detection_yunet_2023mar.onnx, found a file OpenCV rejects ({reason}); "
-                "run faceprint models download yunet"
-            ) from None
-        self._lock = threading.Lock()
 
     def detect(self, image: Image) -> list[Face]:
         """Faces in an RGB uint8 image, highest score first; xyxy boxes in its pixels."""
 
         if too_small(image):
             return []
-        h, w = image.shape[:2]
-        bgr = np.ascontiguousarray(image[:, :, ::-1])  # RGB -> BGR for OpenCV
-        long_side = max(h, w)
+        image = np.ascontiguousarray(image)  # a view of a frame, say: cv2 wants plain strides
+        long_side = max(image.shape[:2])
         first = min(long_side, self.max_side) if self.max_side else long_side
-        faces = self._detect_at(bgr, first)
+        faces = self._detect_at(image, first)
         if first > RETRY_SIDE and not _in_range(faces, first / long_side):
-            faces = self._retry_smaller(bgr, faces, first)
+            faces = self._retry_smaller(image, faces, first)
         faces.sort(key=lambda f: -f.score)
         return faces
 
-    def _retry_smaller(self, bgr: NDArray[np.uint8], found: list[Face], side: int) -> list[Face]:
+    def _retry_smaller(self, image: Image, found: list[Face], side: int) -> list[Face]:
         """Search smaller copies, down to :data:`RETRY_SIDE`, for faces in range.
 
         ``found`` holds the faces found at ``side``: none, or only oversized ones. With
@@ -105,44 +169,48 @@ class YuNetDetector:
         face_recognition's ``biden2.jpg``) that the full-size pass has ruled out.
         Returns ``found`` when no copy has a face in range.
         """
-        long_side = max(bgr.shape[:2])
+        long_side = max(image.shape[:2])
         while side > RETRY_SIDE:
             side = max(RETRY_SIDE, side // 2) if found else RETRY_SIDE
-            faces = self._detect_at(bgr, side)
+            faces = self._detect_at(image, side)
             if found:
                 faces = [f for f in faces if any(f.box.iou(g.box) >= MIN_IOU for g in found)]
             if _in_range(faces, side / long_side):
                 return faces
         return found
 
-    def _detect_at(self, bgr: NDArray[np.uint8], long_side: int) -> list[Face]:
-        """Faces in a BGR image resized to ``long_side``, in the original image's pixels.
+    def _detect_at(self, image: Image, long_side: int) -> list[Face]:
+        """Faces in an RGB image resized to ``long_side``, in the original image's pixels.
 
         Each axis is mapped back by its own factor, since rounding the resized width and
         height makes the two factors differ slightly.
         """
         import cv2
 
-        h, w = bgr.shape[:2]
+        h, w = image.shape[:2]
         scale = long_side / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = bgr if size == (w, h) else cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-        with self._lock:
-            self._net.setInputSize(size)
-            _, out = self._net.detect(small)
-        if out is None:
-            return []
-        sx, sy = size[0] / w, size[1] / h
-        faces = []
-        for row in np.asarray(out, dtype=np.float64) / np.r_[[sx, sy] * 7, 1.0]:
-            x, y, bw, bh = row[:4]
-            lm = row[4:14].reshape(5, 2).astype(np.float32)
-            box = Box(float(x), float(y), float(x + bw), float(y + bh))
-            faces.append(Face(box=box, score=float(row[14]), landmarks=lm, landmark_scheme="std5"))
-        return faces
+        if size == (w, h):
+            small = image
+        else:
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.uint8, copy=False)
+        (rows,) = self._net.run([small])
+        return _faces(rows, size[0] / w, size[1] / h)
 
     def detect_batch(self, images: Sequence[Image]) -> list[list[Face]]:
         return [self.detect(im) for im in images]
+
+
+def _faces(rows: NDArray[np.float32], sx: float, sy: float) -> list[Face]:
+    """Faces from OpenCV's rows found on a copy scaled by ``sx``, ``sy``: xyxy boxes and
+    ``std5`` landmarks in the original image's pixels."""
+    faces = []
+    for row in np.asarray(rows, dtype=np.float64) / np.r_[[sx, sy] * 7, 1.0]:
+        x, y, bw, bh = row[:4]
+        lm = row[4:14].reshape(5, 2).astype(np.float32)
+        box = Box(float(x), float(y), float(x + bw), float(y + bh))
+        faces.append(Face(box=box, score=float(row[14]), landmarks=lm, landmark_scheme="std5"))
+    return faces
 
 
 def _in_range(faces: list[Face], scale: float) -> bool:
