@@ -1,12 +1,12 @@
 """Where a stream's detector looks at full resolution: a detection schedule for large frames.
 
-Why: YuNet's cost follows the pixels it is given (about 100 ms for a 1920x1080 frame on
-the 2-core bench machine, 10 ms for 640x360), so detecting on every full frame held
-``faceprint watch`` to 11.5 fps on the 1080p crowd clip, where decoding a frame takes about
-4 ms. Most faces a tracker can use are large enough to be found on a downscaled frame;
-only small ones need the full resolution, and those are either already tracked (so we know
-where they are) or new. So on a detector frame of a large frame (long side above
-:data:`LARGE_SIDE`):
+Why: YuNet's cost follows the pixels it is given (on the 2-core bench machine, with ONNX
+Runtime, 44 ms for a 1920x1080 frame and 6 ms for 640x360), so detecting on every full
+frame held ``faceprint watch`` to 18 fps on the 1080p crowd clip (README's video table),
+where decoding a frame takes about 4 ms. Most faces a tracker can use are large enough to
+be found on a downscaled frame; only small ones need the full resolution, and those are
+either already tracked (so we know where they are) or new. So on a detector frame of a
+large frame (long side above :data:`LARGE_SIDE`):
 
 * **a downscaled pass** runs on the whole frame shrunk to a long side of :data:`SIDE` px;
 * **regions**: each live track (tentative ones included, so a face a scan found can be
@@ -26,8 +26,8 @@ multiple of ``detect_every``), however small: within 30 frames, 1 s at 30 fps, b
 Once found it has a track, and the track keeps a full-resolution region for as long as its
 face is small. A face large enough for the downscaled pass (:data:`SMALL_FACE` px there,
 84 px in a 1080p frame) is found on the next detector frame, as before. The cost: a scan
-frame takes as long as a frame did before (about 100 ms at 1080p), so a live source drops
-a few frames at each scan instead of most frames all the time.
+frame takes as long as every frame did before (44 ms of detection at 1080p), so a live
+source drops a few frames at each scan instead of many frames all the time.
 
 Every box and landmark the schedule returns is in the full frame's pixels (xyxy boxes,
 std5 landmarks, each axis mapped back by its own factor as YuNet does), so alignment and

@@ -45,7 +45,7 @@ detector frame: :mod:`.schedule` runs the detector on a 640 px copy, on full-res
 crops around small tracked faces, and on the whole frame at full resolution every
 ``scan_every`` frames (30), so a new small face is found within that many frames while
 tracked ones keep full-resolution detections (README's video table: the 1080p crowd clip
-keeps its tracks at several times the speed). Boxes and landmarks stay in the frame's
+keeps its tracks at about twice the speed). Boxes and landmarks stay in the frame's
 pixels, and faces are embedded from the full-resolution frame. ``scan_every=1`` detects
 every detector frame whole, as before.
 
