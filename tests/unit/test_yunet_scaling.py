@@ -176,3 +176,54 @@ def test_threads_reach_the_onnxruntime_backend(monkeypatch: pytest.MonkeyPatch, 
     model.write_bytes(b"not used")
     instantiate(YuNetDetector, {"model_path": str(model)}, 3)
     assert seen[0]["intra_op_threads"] == 3
+
+
+def test_detect_batch_runs_same_size_first_passes_together(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Up to ``max_batch`` first passes of one size share a network call; other sizes, and
+    the searches of smaller copies, get calls of their own; results keep the input order."""
+    from faceprint.detection import yunet_onnx
+    from faceprint.detection.yunet import YuNetDetector
+
+    net = FakeNet(sees_below=400)
+    calls: list[list[tuple[int, int]]] = []
+
+    class Recording(FakeOnnx):
+        def run(self, images: list[np.ndarray]) -> list[np.ndarray]:
+            calls.append([(im.shape[1], im.shape[0]) for im in images])
+            return super().run(images)
+
+    monkeypatch.setattr(yunet_onnx, "YuNetOnnx", lambda *a, **k: Recording(net))
+    model = tmp_path / "stand-in.onnx"
+    model.write_bytes(b"not used")
+    det = YuNetDetector(model_path=str(model), max_batch=2)
+    images = [_image(250, 250)] * 3 + [_image(4, 4), _image(300, 200), _image(960, 960), _image(250, 250)]
+    found = det.detect_batch(images)
+    assert calls == [
+        [(250, 250)] * 2,
+        [(250, 250)] * 2,
+        [(300, 200)],
+        [(960, 960)],
+        [(320, 320)],  # the 960 px image's face is too large on its first pass: a smaller copy
+    ]
+    assert [len(f) for f in found] == [1, 1, 1, 0, 1, 1, 1]
+    assert found[5][0].box.x2 == pytest.approx(0.9 * 960, abs=3)
+
+
+def test_one_thread_runs_one_image_per_call_and_more_threads_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cv2
+
+    from faceprint.detection import yunet_onnx
+    from faceprint.detection.yunet import YuNetDetector
+
+    monkeypatch.setattr(yunet_onnx, "YuNetOnnx", lambda *a, **k: FakeOnnx(FakeNet(0)))
+    monkeypatch.setattr(cv2.FaceDetectorYN, "create", lambda *a, **k: FakeNet(0))
+    model = tmp_path / "stand-in.onnx"
+    model.write_bytes(b"not used")
+    assert YuNetDetector(model_path=str(model), intra_op_threads=1).max_batch == 1
+    assert YuNetDetector(model_path=str(model)).max_batch == 8
+    assert YuNetDetector(model_path=str(model), intra_op_threads=1, max_batch=4).max_batch == 4
+    assert YuNetDetector(model_path=str(model), backend="opencv", max_batch=4).max_batch == 1

@@ -103,7 +103,9 @@ class YuNetDetector:
     ``nms_threshold`` and ``top_k`` are ``FaceDetectorYN``'s; ``max_side`` shrinks larger
     images first; ``backend`` is ``"onnxruntime"`` (default) or ``"opencv"``;
     ``intra_op_threads`` (onnxruntime only; 0 = one per physical core) and ``providers``
-    (ONNX Runtime execution providers, default CPU) go to ONNX Runtime."""
+    (ONNX Runtime execution providers, default CPU) go to ONNX Runtime. ``max_batch``
+    bounds how many same-size images :meth:`detect_batch` runs in one ONNX Runtime call;
+    ``None`` picks :func:`default_max_batch` for the thread count."""
 
     name = "yunet"
 
@@ -117,23 +119,28 @@ class YuNetDetector:
         backend: str = "onnxruntime",
         intra_op_threads: int = 0,
         providers: Sequence[str] | None = None,
+        max_batch: int | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise InvalidArgumentError(
                 f"unknown YuNet backend {backend!r}: expected one of {', '.join(BACKENDS)}"
             )
-        if intra_op_threads < 0:
-            raise InvalidArgumentError(f"intra_op_threads must be >= 0, got {intra_op_threads}")
+        if intra_op_threads < 0 or (max_batch is not None and max_batch < 1):
+            raise InvalidArgumentError(
+                f"need intra_op_threads >= 0 and max_batch >= 1, got {intra_op_threads} and {max_batch}"
+            )
         self.model_path = models.resolve("yunet", path=model_path)
         self.score_threshold = score_threshold
         self.max_side = max_side
         self.backend = backend
         self._net: _Network
         if backend == "opencv":
+            self.max_batch = 1  # FaceDetectorYN takes one image at a time
             self._net = _OpenCvNetwork(str(self.model_path), score_threshold, nms_threshold, top_k)
         else:
             from . import yunet_onnx
 
+            self.max_batch = max_batch if max_batch is not None else default_max_batch(intra_op_threads)
             self._net = yunet_onnx.YuNetOnnx(
                 self.model_path,
                 score_threshold,
@@ -145,13 +152,41 @@ class YuNetDetector:
 
     def detect(self, image: Image) -> list[Face]:
         """Faces in an RGB uint8 image, highest score first; xyxy boxes in its pixels."""
+        return self.detect_batch([image])[0]
 
-        if too_small(image):
-            return []
-        image = np.ascontiguousarray(image)  # a view of a frame, say: cv2 wants plain strides
+    def detect_batch(self, images: Sequence[Image]) -> list[list[Face]]:
+        """Faces for each RGB uint8 image, in input order (each as :meth:`detect` finds them).
+
+        First passes of the same size (LFW's 250x250 images, a video's frames) run up to
+        ``max_batch`` at a time in one network call; the searches of smaller copies that
+        some images need afterwards run image by image.
+        """
+        results: list[list[Face]] = [[] for _ in images]
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            if not too_small(image):
+                h, w = image.shape[:2]
+                by_size.setdefault(_scaled(w, h, self._first_side(max(h, w))), []).append(i)
+        for size, todo in by_size.items():
+            for start in range(0, len(todo), self.max_batch):
+                chunk = todo[start : start + self.max_batch]
+                originals = [np.ascontiguousarray(images[i]) for i in chunk]  # cv2 wants plain strides
+                found = self._net.run([_resize(im, size) for im in originals])
+                for i, image, rows in zip(chunk, originals, found, strict=True):
+                    results[i] = self._finish(
+                        image, _faces(rows, size[0] / image.shape[1], size[1] / image.shape[0])
+                    )
+        return results
+
+    def _first_side(self, long_side: int) -> int:
+        """The long side of the first pass: the image's own, or ``max_side`` if smaller."""
+        return min(long_side, self.max_side) if self.max_side else long_side
+
+    def _finish(self, image: Image, faces: list[Face]) -> list[Face]:
+        """An image's faces from its first pass, after the search of smaller copies where it
+        found none in YuNet's range (module doc); highest score first."""
         long_side = max(image.shape[:2])
-        first = min(long_side, self.max_side) if self.max_side else long_side
-        faces = self._detect_at(image, first)
+        first = self._first_side(long_side)
         if first > RETRY_SIDE and not _in_range(faces, first / long_side):
             faces = self._retry_smaller(image, faces, first)
         faces.sort(key=lambda f: -f.score)
@@ -180,25 +215,40 @@ class YuNetDetector:
         return found
 
     def _detect_at(self, image: Image, long_side: int) -> list[Face]:
-        """Faces in an RGB image resized to ``long_side``, in the original image's pixels.
-
-        Each axis is mapped back by its own factor, since rounding the resized width and
-        height makes the two factors differ slightly.
-        """
-        import cv2
-
+        """Faces in an RGB image resized to ``long_side``, in the original image's pixels."""
         h, w = image.shape[:2]
-        scale = long_side / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        if size == (w, h):
-            small = image
-        else:
-            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.uint8, copy=False)
-        (rows,) = self._net.run([small])
+        size = _scaled(w, h, long_side)
+        (rows,) = self._net.run([_resize(image, size)])
         return _faces(rows, size[0] / w, size[1] / h)
 
-    def detect_batch(self, images: Sequence[Image]) -> list[list[Face]]:
-        return [self.detect(im) for im in images]
+
+def default_max_batch(intra_op_threads: int) -> int:
+    """How many same-size images the ONNX Runtime backend runs in one call by default:
+    one on one thread, 8 on more (0 = ONNX Runtime's default, one per physical core).
+    Measured here on 300 LFW images (``bench/results/yunet_backends.json``, ms per image,
+    network and decoding, batches of 1, 4, 8, 32): on 1 thread 1.83, 1.85, 1.87, 2.21 (a
+    batch is no faster, and a large one outgrows the cache); on 2 threads 2.15, 1.55,
+    1.43, 1.35 (one image is too little work to share between two threads that sleep
+    between ops, as every faceprint session's do). 8 takes most of the gain and keeps the
+    input of a batch of video frames small."""
+    return 1 if intra_op_threads == 1 else 8
+
+
+def _scaled(w: int, h: int, long_side: int) -> tuple[int, int]:
+    """(width, height) of a ``w`` x ``h`` image resized to ``long_side``. Each axis is
+    rounded on its own, so boxes map back by each axis's own factor."""
+    scale = long_side / max(h, w)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _resize(image: Image, size: tuple[int, int]) -> Image:
+    """``image`` at ``size`` = (width, height), shrunk by pixel-area averaging; itself if
+    it has that size already."""
+    import cv2
+
+    if size == (image.shape[1], image.shape[0]):
+        return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.uint8, copy=False)
 
 
 def _faces(rows: NDArray[np.float32], sx: float, sy: float) -> list[Face]:

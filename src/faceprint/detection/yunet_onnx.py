@@ -1,8 +1,8 @@
 """YuNet on ONNX Runtime: the shipped graph made size-dynamic, decoded as OpenCV does.
 
-Why: ``cv2.FaceDetectorYN`` (OpenCV 5's DNN engine) took about 3.0 ms per 250x250 LFW
-image on one thread here, and the same network takes about 1.3 ms on ONNX Runtime;
-detection was about 45% of the default pipeline's time.
+Why: ``cv2.FaceDetectorYN`` (OpenCV 5's DNN engine) took 3.5 ms per 250x250 LFW image
+on one thread here, the same network with the same decoding 1.7 ms on ONNX Runtime
+(``bench/yunet_backends.py``); detection was about 45% of the default pipeline's time.
 
 **The graph.** faceprint ships ``face_detection_yunet_2023mar.onnx`` (input fixed at ``[1,
 3, 640, 640]``; its Reshapes hold the batch of 1). :func:`convert` makes it take ``[batch,
@@ -13,12 +13,14 @@ then runs both graphs on ONNX Runtime: the outputs must equal the source's at 64
 same as that image alone. The result is cached in the cache dir as :data:`BUILT_FILE`,
 recording the source's sha256 and :data:`CONVERTER_VERSION`, by the machinery of the
 converted embedders (:func:`faceprint.embedding.converted.open_built`): built once, rebuilt
-when the source or the converter changes. Where the cache cannot be written the graph is
-converted in memory (about 20 ms plus ``import onnx``) each time a detector is made, with
-a warning, so the default detector never fails for a read-only home.
+when the source or the converter changes. Where the cache cannot be written the graph
+is converted in memory (0.1 to 0.2 s, plus 0.5 s for ``import onnx``) each time a
+detector is made, with a warning, so the default detector never fails for a read-only
+home.
 
-**Input and decoding**, as ``FaceDetectorYN`` does them (opencv ``modules/objdetect/src/
-face_detect.cpp``, OpenCV 4.5.4 to 5.x): the image, resized by the caller, is padded
+**Input and decoding**, as ``FaceDetectorYN`` does them (``FaceDetectorYNImpl`` in
+opencv's ``modules/objdetect/src/face_detect.cpp``, as of OpenCV 5): the image, resized
+by the caller, is padded
 bottom and right with zeros to multiples of 32 and fed as float32 NCHW, **BGR**, 0..255,
 no mean or scale. For each stride ``s`` of 8, 16, 32 the outputs ``cls_s``, ``obj_s``,
 ``bbox_s``, ``kps_s`` hold one row per cell of the padded input, row-major (``r * cols +
@@ -28,8 +30,9 @@ its size ``(exp(bbox2) * s, exp(bbox3) * s)``, and landmark ``n`` is ``((kps[2n]
 (kps[2n+1] + r) * s)``. All of this in float32, as OpenCV computes it. When more than one
 cell is left, ``cv2.dnn.NMSBoxes`` runs on the boxes truncated to integers (OpenCV builds
 ``Rect2i`` from them) with the same thresholds, ``eta`` 1 and ``top_k``, and the kept rows
-come out in its order (score descending). Rows are OpenCV's: ``x, y, w, h``, five
-landmarks (x, y), score.
+come out in its order (score descending); NMSBoxes keeps only scores strictly above the
+threshold, so a face scoring exactly the threshold survives only alone, in both backends.
+Rows are OpenCV's: ``x, y, w, h``, five landmarks (x, y), score.
 """
 
 from __future__ import annotations
