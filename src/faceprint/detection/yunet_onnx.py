@@ -192,7 +192,7 @@ class YuNetOnnx:
         intra_op_threads: int = 0,
         providers: Sequence[str] | None = None,
     ) -> None:
-        from ..embedding.converted import converted_bytes, open_built
+        from ..embedding.converted import converted_bytes, open_built, warn_unpublished
         from ..embedding.onnx_session import new_session, require
 
         who = "the yunet detector's onnxruntime backend"
@@ -218,8 +218,9 @@ class YuNetOnnx:
                 raise
             log.warning("%s; converting YuNet in memory instead (again in each process)", exc)
             src = models.resolve("yunet", path=model_path)
-            sha = models.weights_sha256(src)  # build() has warned already if it is not the published file
+            sha = models.weights_sha256(src)
             data = converted_bytes(convert, src, sha, CONVERTER_VERSION)
+            warn_unpublished("yunet", src, sha)
             self._session = new_session(data, intra_op_threads, providers, who)
             self.onnx_path = None
 

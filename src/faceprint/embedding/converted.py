@@ -116,6 +116,8 @@ def build(
                 return out
             log.info("converting %s to ONNX at %s", src, out)
             data = converted_bytes(convert, src, sha, converter_version)
+            # warned only once converted: a corrupt file is one error line, not a warning first
+            warn_unpublished(source_model, src, sha)
             atomic_write(out, lambda tmp: tmp.write_bytes(data), fsync=True)
     except OSError as exc:
         raise ModelUnavailableError(
@@ -125,16 +127,23 @@ def build(
 
 
 def check_source(source_model: str, src: Path, sha: str, strict: bool) -> None:
-    """Refuse (``strict``) or warn about a source file whose sha256 ``sha`` is not the
-    catalogue's for ``source_model`` (:func:`build`)."""
+    """Refuse (``strict``) a source file whose sha256 ``sha`` is not the catalogue's for
+    ``source_model`` (:func:`build`; without ``strict`` it is converted, and
+    :func:`warn_unpublished` says so once it has converted)."""
     published = models.get_spec(source_model).files[0].sha256
     if sha != published and strict:
         raise ModelUnavailableError(
             f"{src} has sha256 {sha}, expected {published} (the published {source_model} file): refused; "
             f"{models.how_to_get(models.get_spec(source_model), models.get_spec(source_model).files[0])}"
         )
+
+
+def warn_unpublished(source_model: str, src: Path, sha: str) -> None:
+    """Log that the source file converted (not refused: :func:`check_source`) is not the
+    catalogue's published one."""
+    published = models.get_spec(source_model).files[0].sha256
     if sha != published:
-        log.warning("%s has sha256 %s, not the published %s; converting it anyway", src, sha, published)
+        log.warning("%s has sha256 %s, not the published %s; converted it anyway", src, sha, published)
 
 
 def converted_bytes(convert: Converter, src: Path, sha: str, converter_version: str) -> bytes:
