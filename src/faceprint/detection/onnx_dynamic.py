@@ -44,7 +44,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-from ..embedding.onnx_rebatch import BatchProof, default_opset, dims_of, infer_dims, node_label
+from ..embedding.onnx_rebatch import (
+    _BROADCAST,
+    _UNARY,
+    BatchProof,
+    default_opset,
+    dims_of,
+    infer_dims,
+    node_label,
+)
 from ..embedding.onnx_session import require
 
 if TYPE_CHECKING:  # onnx is imported lazily at run time
@@ -347,16 +355,10 @@ def _gemm(sp: _SizeProof, node: onnx.NodeProto) -> Axes:
     return frozenset()
 
 
-_SAME = (
-    "Abs Acos Acosh Asin Asinh Atan Atanh Cast Ceil Celu Clip Cos Cosh Dropout Elu Erf Exp Floor Gelu "
-    "HardSigmoid HardSwish Identity IsInf IsNaN LeakyRelu Log Mish Neg Not Reciprocal Relu Round Selu "
-    "Shrink Sigmoid Sign Sin Sinh Softplus Softsign Sqrt Tan Tanh ThresholdedRelu Softmax LogSoftmax "
-    "Hardmax LpNormalization CumSum Tile Pad"
-)
+# the batch proof's element-wise ops (one list for both proofs), plus ops that keep sizes
+_SAME = _UNARY + " Softmax LogSoftmax Hardmax LpNormalization CumSum Tile Pad"
 _CHANNELS = "AveragePool BatchNormalization Conv ConvTranspose DepthToSpace InstanceNormalization LpPool "
 _CHANNELS += "LRN MaxPool SpaceToDepth"
-_BROADCAST = "Add And BitShift Div Equal Greater GreaterOrEqual Less LessOrEqual Max Mean Min Mod Mul Or "
-_BROADCAST += "Pow PRelu Sub Sum Where Xor"
 _REDUCE = "ArgMax ArgMin ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin "
 _REDUCE += "ReduceProd ReduceSum ReduceSumSquare"
 
