@@ -8,15 +8,24 @@ at most 0.1 point and it is faster here.
 
 * Chips: YuNet, the face nearest the image centre (as ``faceprint eval lfw``), aligned to
   dlib's 150x150 chip; cached in the cache dir.
-* int8 models: ``onnxruntime.quantization.quantize_static`` on the pre-processed float
-  graph (``quant_pre_process``: shape inference, and ORT's basic fusions fold each affine
-  Mul/Add into its Conv), the uint8 -> float prologue (Cast, Transpose, mean, /256) left in
-  float; activation ranges calibrated (MinMax) on the chips of every pairsDevTrain image
-  (and of no other), one calibration shared by several configurations (format,
-  per-channel weights, reduce_range), all reported. Built into the cache dir, never into
-  the repository. 1000 test pairs move accuracy in steps of 0.1 point, so every
-  configuration is also calibrated on random draws of ``--draw`` pairsDevTrain chips
-  (``--seeds``) and its worst accuracy drop over all calibrations reported.
+* int8 models: built by ``faceprint.embedding.dlib_int8`` (the code the ``dlib-onnx-int8``
+  embedder builds with): dlib's float graph with each affine folded into its Conv, then
+  ``onnxruntime.quantization.quantize_static`` with stored activation ranges, the uint8 ->
+  float prologue (Cast, Transpose, mean, /256) left in float. The ranges are measured
+  (``dlib_int8.calibrate``: ONNX Runtime's MinMax calibrator) on the chips of every
+  pairsDevTrain image (and of no other), one calibration shared by several
+  configurations (format, per-channel weights, reduce_range), all reported. Built into
+  the cache dir, never into the repository. 1000 test pairs move accuracy in steps of 0.1
+  point, so every configuration is also calibrated on random draws of ``--draw``
+  pairsDevTrain chips (``--seeds``) and its worst accuracy drop over all calibrations
+  reported. ``--write-ranges`` stores the all-of-pairsDevTrain ranges as the ones
+  faceprint ships (``faceprint/models_data/dlib_int8_ranges.json``).
+* The shipped model: ``dlib-onnx-int8`` built as a user's install builds it (the ranges
+  file in the package), checked to give the same vectors as this run's
+  ``qop-perchannel``/all model; its 1:1 thresholds fitted on pairsDevTrain plain and with
+  flip TTA (the chip mirrored, the two vectors summed and normalised, as
+  ``Recognizer.embed_crops`` does), as the float model's: the values
+  ``dlib_int8.DEFAULT_THRESHOLD`` and ``FLIP_THRESHOLD`` hold.
 * Accuracy, per model: the maximum-accuracy threshold fitted on pairsDevTrain, applied to
   pairsDevTest (500 same + 500 different pairs); pairsDevTest AUC; int8 accuracy also at
   the float model's threshold (what reusing dlib's threshold would give); a pair with a
@@ -30,6 +39,7 @@ at most 0.1 point and it is faster here.
   in one process so a busy neighbour slows them alike.
 
     python bench/quantize.py [--cache-dir /tmp/faceprint_quantize] [--draw 1000] [--seeds 1,2,3]
+        [--write-ranges]
 
 Writes bench/results/quantize.json and prints a markdown table.
 """
@@ -62,6 +72,10 @@ class Config:
     per_channel: bool
     reduce_range: bool
 
+
+#: The embedder faceprint ships, and the configuration it is built with.
+SHIPPED, SHIPPED_CONFIG = "dlib-onnx-int8", "qop-perchannel"
+RANGES_OUT = REPO / "src" / "faceprint" / "models_data" / "dlib_int8_ranges.json"
 
 CONFIGS = (
     Config("qdq-perchannel", "QDQ", per_channel=True, reduce_range=False),
@@ -107,70 +121,37 @@ def load_chips(paths: list[Path], cache: Path) -> tuple[np.ndarray, np.ndarray]:
     return ok, arr
 
 
-class _Reader:
-    """A CalibrationDataReader over ``chips``, ``batch`` at a time."""
-
-    def __init__(self, chips: np.ndarray, batch: int = 16) -> None:
-        self.chips, self.batch, self.pos = chips, batch, 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        from faceprint.embedding.onnx_session import INPUT_NAME
-
-        if self.pos >= len(self.chips):
-            return None
-        out = {INPUT_NAME: self.chips[self.pos : self.pos + self.batch]}
-        self.pos += self.batch
-        return out
-
-    def rewind(self) -> None:
-        self.pos = 0
-
-
-def build_int8(float_path: Path, out_dir: Path, calib: np.ndarray) -> dict[str, Any]:
-    """Quantise ``float_path`` once per :data:`CONFIGS` into ``out_dir``; the activation ranges
-    are calibrated once (on ``calib``) and shared. Returns {config name: {path, seconds, ops}}."""
+def build_int8(folded: Any, out_dir: Path, calib: np.ndarray) -> dict[str, Any]:
+    """Quantise ``folded`` once per :data:`CONFIGS` into ``out_dir``; the activation ranges
+    are measured once (on ``calib``) and shared. Returns {config name: {path, seconds,
+    ops}} and the ranges under ``"_ranges"``."""
     import collections
 
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    CalibrationDataReader.register(_Reader)
+    from faceprint.embedding import dlib_int8
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    pre = out_dir / "dlib_float_preprocessed.onnx"
-    quant_pre_process(str(float_path), str(pre))
-    nodes = onnx.load(str(pre)).graph.node
-    first_conv = next(i for i, n in enumerate(nodes) if n.op_type == "Conv")
-    prologue = [n.name for n in nodes[:first_conv]]  # Cast, Transpose, Sub, Mul: stays float
-    calib_cache = out_dir / "calibration_minmax.json"
-    calib_cache.unlink(missing_ok=True)  # this run's calibration set, shared by every config
-    built: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    ranges = dlib_int8.calibrate(folded, (calib[i : i + 16] for i in range(0, len(calib), 16)))
+    calib_seconds = time.perf_counter() - t0
+    built: dict[str, Any] = {"_ranges": ranges}
     for cfg in CONFIGS:
         path = out_dir / f"dlib_int8_{cfg.name}.onnx"
         t0 = time.perf_counter()
-        quantize_static(
-            str(pre),
-            str(path),
-            _Reader(calib),
-            quant_format=QuantFormat.QDQ if cfg.fmt == "QDQ" else QuantFormat.QOperator,
-            per_channel=cfg.per_channel,
-            reduce_range=cfg.reduce_range,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=prologue,
-            calibration_cache_path=str(calib_cache),
-            # no CalibMaxIntermediateOutputs: the calibrator keeps only per-batch min/max scalars,
-            # and in ORT 1.32 that option drops, not merges, what was collected before the cap
+        model = dlib_int8.quantize(
+            folded, ranges, quant_format=cfg.fmt, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range
         )
-        ops = collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+        onnx.save(model, str(path))
+        ops = collections.Counter(n.op_type for n in model.graph.node)
         built[cfg.name] = {
             "path": path,
+            "calibration_seconds": calib_seconds,
             "build_seconds": time.perf_counter() - t0,
             "bytes": path.stat().st_size,
             "ops": dict(sorted(ops.items())),
         }
         print(f"built {path} in {built[cfg.name]['build_seconds']:.1f} s", file=sys.stderr)
-    built["_prologue_float_nodes"] = prologue
     return built
 
 
@@ -235,10 +216,17 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=128, help="pairsDevTest chips per timing pass")
     ap.add_argument("--threads", type=int, default=2, help="threads for the accuracy runs")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quantize.json")
+    ap.add_argument(
+        "--write-ranges",
+        action="store_true",
+        help="store the all-of-pairsDevTrain activation ranges as the ones faceprint ships",
+    )
     args = ap.parse_args()
     os.environ["FACEPRINT_MODELS"] = str(args.models_dir)
     import onnxruntime
 
+    from faceprint import models
+    from faceprint.embedding import dlib_int8, l2_normalize
     from faceprint.embedding.dlib_onnx import DlibOnnxEmbedder
     from faceprint.embedding.onnx_session import new_session
 
@@ -259,17 +247,36 @@ def main() -> None:
         calib_sets[f"draw{draw}-seed{seed}"] = sorted(random.Random(seed).sample(train_rows, draw))
 
     float_path = Path(DlibOnnxEmbedder(intra_op_threads=1).onnx_path)
+    dat = models.resolve("dlib")
+    folded = dlib_int8.folded_float(dat)
     built = {}
     for label, calib_rows in calib_sets.items():
-        built[label] = build_int8(float_path, args.cache_dir / "models" / label, chips[calib_rows])
+        built[label] = build_int8(folded, args.cache_dir / "models" / label, chips[calib_rows])
     primary, *extra = calib_sets
+    if args.write_ranges:
+        dlib_int8.write_ranges(
+            built[primary]["_ranges"],
+            models.sha256_file(dat),
+            RANGES_OUT,
+            {
+                "calibration_set": "aligned chips (YuNet, the face nearest the centre) of every LFW "
+                f"pairsDevTrain image with a face: {len(calib_sets[primary])} chips",
+                "written_by": "python bench/quantize.py --write-ranges",
+                "onnxruntime": onnxruntime.__version__,
+            },
+        )
+        print(f"wrote {RANGES_OUT}", file=sys.stderr)
+    shipped_path = dlib_int8.DlibInt8Embedder.build(onnx_path=args.cache_dir / "models" / "shipped.onnx")
+    shipped_ranges = dlib_int8.load_ranges(models.sha256_file(dat))
 
     y_tr, y_te = train.labels(), test.labels()
     ref: dict[str, Any] = {}
+    vecs: dict[tuple[str, str | None], np.ndarray] = {}
 
     def evaluate(name: str, path: Path, calib: str | None) -> dict[str, Any]:
         t0 = time.perf_counter()
         v = embed(new_session(path, args.threads, None, "bench/quantize.py"), chips)
+        vecs[(name, calib)] = v
         s_tr = pair_scores(v, v, row, train, args.lfw)
         s_te = pair_scores(v, v, row, test, args.lfw)
         thr, acc_tr = metrics.best_threshold(s_tr, y_tr)
@@ -294,7 +301,7 @@ def main() -> None:
             "cosine_to_float_min_test": float(cos[test_rows].min()),
             "embed_seconds": time.perf_counter() - t0,
         }
-        if calib is not None:
+        if calib is not None and name in built[calib]:
             out.update({k: v for k, v in built[calib][name].items() if k != "path"})
         print(f"{name:20s} {calib} thr={thr:.4f} test acc={out['test_accuracy']:.4f} "
               f"min cos={cos.min():.5f}", file=sys.stderr)  # fmt: skip
@@ -303,14 +310,36 @@ def main() -> None:
     rows = [evaluate("float", float_path, None)]
     rows += [evaluate(c.name, built[primary][c.name]["path"], primary) for c in CONFIGS]
     others = [evaluate(c.name, built[k][c.name]["path"], k) for k in extra for c in CONFIGS]
+    rows.append(evaluate(SHIPPED, shipped_path, primary))
+    same_ranges = shipped_ranges == built[primary]["_ranges"]
+    shipped_vs_run = float(np.abs(vecs[(SHIPPED, primary)] - vecs[(SHIPPED_CONFIG, primary)]).max())
+    flip = {}
+    mirrored = np.ascontiguousarray(chips[:, :, ::-1])
+    for name, path in (("float", float_path), (SHIPPED, shipped_path)):
+        key = ("float", None) if name == "float" else (SHIPPED, primary)
+        vf = l2_normalize(
+            vecs[key] + embed(new_session(path, args.threads, None, "bench/quantize.py"), mirrored)
+        )
+        s_tr = pair_scores(vf, vf, row, train, args.lfw)
+        s_te = pair_scores(vf, vf, row, test, args.lfw)
+        thr, acc_tr = metrics.best_threshold(s_tr, y_tr)
+        flip[name] = {
+            "threshold": thr,
+            "train_accuracy": acc_tr,
+            "test_accuracy": metrics.accuracy(s_te, y_te, thr),
+        }
     for r in [*rows, *others]:
         r["accuracy_drop_points"] = round(100 * (rows[0]["test_accuracy"] - r["test_accuracy"]), 6)
 
     threads, batches = (1, 2), (1, 32)
     timing_chips = chips[test_rows[: args.faces]]
-    models = {"float": float_path, **{c.name: built[primary][c.name]["path"] for c in CONFIGS}}
+    timed = {
+        "float": float_path,
+        **{c.name: built[primary][c.name]["path"] for c in CONFIGS},
+        SHIPPED: shipped_path,
+    }
     load_before = os.getloadavg()  # the cores are shared: how busy they were while timing
-    speed = time_models(models, timing_chips, threads, batches)
+    speed = time_models(timed, timing_chips, threads, batches)
     load_after = os.getloadavg()
     for r in rows:
         r["ms_per_face"] = {
@@ -318,7 +347,8 @@ def main() -> None:
         }
         r["speedup"] = {k: rows[0]["ms_per_face"][k] / v for k, v in r["ms_per_face"].items()}
         r["faster_everywhere"] = all(v > 1 for v in r["speedup"].values())
-        drops = [o["accuracy_drop_points"] for o in [r, *others] if o["model"] == r["model"]]
+        cfg = SHIPPED_CONFIG if r["model"] == SHIPPED else r["model"]  # its other calibrations
+        drops = [r["accuracy_drop_points"], *(o["accuracy_drop_points"] for o in others if o["model"] == cfg)]
         r["accuracy_drop_points_worst_calibration"] = max(drops)
         r["qualifies"] = (
             r["model"] != "float" and r["accuracy_drop_points"] <= 0.1 + 1e-9 and r["faster_everywhere"]
@@ -340,7 +370,19 @@ def main() -> None:
         "timing_chips": len(timing_chips),
         "load_average_1_5_15_min": {"before_timing": load_before, "after_timing": load_after},
         "float_model": str(float_path),
-        "prologue_float_nodes": built[primary]["_prologue_float_nodes"],
+        "prologue_float_nodes": dlib_int8.float_prologue(folded),
+        "shipped": {
+            "model": SHIPPED,
+            "config": SHIPPED_CONFIG,
+            "ranges_file": str(RANGES_OUT.relative_to(REPO)),
+            "ranges_equal_this_runs_all_calibration": same_ranges,
+            "max_abs_vector_difference_to_this_runs_config": shipped_vs_run,
+            "flip_tta": flip,
+            "thresholds_in_code": {
+                "default": dlib_int8.DEFAULT_THRESHOLD,
+                "flip": dlib_int8.FLIP_THRESHOLD,
+            },
+        },
         "rows": rows,
         "other_calibrations": others,
         "qualifying": [r["model"] for r in rows if r["qualifies"]],
@@ -364,6 +406,15 @@ def main() -> None:
             f"{r['accuracy_drop_points']:+.1f} | {r['accuracy_drop_points_worst_calibration']:+.1f} | "
             f"{100 * r['test_accuracy_at_float_threshold']:.1f}% | {r['test_auc']:.4f} | "
             f"{r['cosine_to_float_min']:.4f} | {ms} | {verdict} |"
+        )
+    print(
+        f"\n{SHIPPED}: ranges file equals this run's: {same_ranges}; max |vector difference| to this run's "
+        f"{SHIPPED_CONFIG}: {shipped_vs_run:.2g}"
+    )
+    for name, f in flip.items():
+        print(
+            f"flip TTA, {name}: threshold {f['threshold']:.4f}, "
+            f"pairsDevTest accuracy {100 * f['test_accuracy']:.1f}%"
         )
 
 

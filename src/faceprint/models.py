@@ -181,6 +181,18 @@ CATALOG: dict[str, ModelSpec] = {
             input_size=(150, 150),
             built_file="dlib_face_recognition_resnet_model_v1.onnx",
         ),
+        ModelSpec(
+            name="dlib-onnx-int8",
+            role="embedder",
+            files=(),
+            licence="CC0-1.0 (dlib's weights, quantised to int8)",
+            commercial_use=True,
+            source="built from the dlib model on first use with the activation ranges shipped with faceprint, "
+            "or: faceprint models build dlib-onnx-int8",
+            input_size=(150, 150),
+            built_file="dlib_face_recognition_resnet_model_v1_int8.onnx",
+            notes="about 2x less CPU time per face than dlib-onnx, same LFW accuracy; own model id",
+        ),
         *(
             ModelSpec(
                 name=name,

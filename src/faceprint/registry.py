@@ -81,6 +81,7 @@ detectors.register("mtcnn", "faceprint.detection.mtcnn:MtcnnDetector")
 embedders: Registry[Any] = Registry("embedder")
 embedders.register("dlib", "faceprint.embedding.dlib:DlibEmbedder")
 embedders.register("dlib-onnx", "faceprint.embedding.dlib_onnx:DlibOnnxEmbedder")
+embedders.register("dlib-onnx-int8", "faceprint.embedding.dlib_int8:DlibInt8Embedder")
 embedders.register("mobilefacenet", "faceprint.embedding.mobilefacenet:MobileFaceNetEmbedder")
 embedders.register("faceplugin", "faceprint.embedding.faceplugin:FacepluginEmbedder")
 

@@ -146,11 +146,12 @@ def _buildable() -> list[str]:
 @models_app.command("build")
 def build(
     name: Annotated[
-        str, typer.Argument(help="derived model to build: dlib-onnx, mobilefacenet or faceplugin")
+        str, typer.Argument(help="derived model to build: dlib-onnx, dlib-onnx-int8, mobilefacenet or faceplugin")
     ],
     out: Annotated[Path | None, typer.Option(help="output file (default: the cache dir)")] = None,
 ) -> None:
     """Build a derived model file locally: dlib-onnx (dlib's ResNet converted to ONNX),
+    dlib-onnx-int8 (that graph quantised to int8 with the shipped activation ranges),
     mobilefacenet (the TFLite file converted to ONNX), faceplugin (its ONNX file with a
     dynamic batch).
 
