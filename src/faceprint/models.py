@@ -187,7 +187,7 @@ CATALOG: dict[str, ModelSpec] = {
             files=(),
             licence="CC0-1.0 (dlib's weights, quantised to int8)",
             commercial_use=True,
-            source="built from the dlib model on first use with the activation ranges shipped with faceprint, "
+            source="built from the dlib model on first use (activation ranges ship with faceprint), "
             "or: faceprint models build dlib-onnx-int8",
             input_size=(150, 150),
             built_file="dlib_face_recognition_resnet_model_v1_int8.onnx",

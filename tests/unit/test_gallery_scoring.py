@@ -33,6 +33,14 @@ MODELS = (
     "dlib@resnet_v1+55533b28+flip+views",  # probes with flip against faces enrolled with views
     "dlib@resnet_v1+55533b28+views",
 )
+#: The int8 dlib embedder's ids (bench/identification.py --embedder dlib-onnx-int8
+#: --fit-impostors [--flip] [--views]): the same weights quantised, vectors of their own.
+INT8_MODELS = (
+    "dlib@resnet_v1-int8+55533b28",
+    "dlib@resnet_v1-int8+55533b28+flip",
+    "dlib@resnet_v1-int8+55533b28+flip+views",
+    "dlib@resnet_v1-int8+55533b28+views",
+)
 #: The optional embedders' and the fusions' ids (bench/identification.py --embedder NAME
 #: --fit-impostors [--flip] [--views]): licences not established, shipped all the same.
 OPTIONAL_MODELS = (
@@ -140,7 +148,7 @@ def test_bad_aggregation_input() -> None:
 
 
 # -- the threshold ----------------------------------------------------------------------
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", MODELS + INT8_MODELS)
 def test_shipped_distribution_loads_and_is_monotone(model: str) -> None:
     d = impostor_distribution(model)
     assert d.model == model
@@ -169,7 +177,7 @@ def test_faces_enrolled_with_views_have_their_own_stricter_distribution(probe: s
 
 
 def test_only_the_shipped_weights_have_a_distribution() -> None:
-    assert scoring.shipped_models() == sorted(MODELS + OPTIONAL_MODELS)
+    assert scoring.shipped_models() == sorted(MODELS + INT8_MODELS + OPTIONAL_MODELS)
     assert scoring.shipped_distribution("dlib@resnet_v1+deadbeef") is None  # fine-tuned weights
     assert scoring.shipped_distribution("dlib-onnx@resnet_v1") is None  # an id of older releases
 

@@ -296,7 +296,8 @@ def test_an_embedder_argument_that_is_a_path_is_a_model_dir(
     check_embedder("dlib-onnx")  # a registered name: nothing loaded
     with pytest.raises(
         UnknownComponentError,
-        match=r"expected one of dlib, dlib-onnx, faceplugin, mobilefacenet .* or a MODEL_DIR written by",
+        match=r"expected one of dlib, dlib-onnx, dlib-onnx-int8, faceplugin, mobilefacenet .* "
+        r"or a MODEL_DIR written by",
     ):
         check_embedder("nosuch")
     with pytest.raises(ModelUnavailableError, match=r"no MODEL_DIR at ./gone"):

@@ -146,7 +146,8 @@ def _buildable() -> list[str]:
 @models_app.command("build")
 def build(
     name: Annotated[
-        str, typer.Argument(help="derived model to build: dlib-onnx, dlib-onnx-int8, mobilefacenet or faceplugin")
+        str,
+        typer.Argument(help="derived model to build: dlib-onnx, dlib-onnx-int8, mobilefacenet or faceplugin"),
     ],
     out: Annotated[Path | None, typer.Option(help="output file (default: the cache dir)")] = None,
 ) -> None:

@@ -224,6 +224,12 @@ def quantize(
     import onnx
 
     q = _require_quantizer()
+    missing = sorted({o for n in folded.graph.node for o in n.output} - ranges.keys())
+    if missing:
+        raise ModelUnavailableError(
+            f"the activation ranges do not fit this graph: {len(missing)} of its tensors have none "
+            f"(e.g. {missing[0]}); they were measured on another graph"
+        )
     calib = q.calibrate
     tensors = {
         k: calib.TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()
