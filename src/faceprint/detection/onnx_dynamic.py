@@ -45,8 +45,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from ..embedding.onnx_rebatch import (
-    _BROADCAST,
-    _UNARY,
+    BROADCAST_OPS,
+    UNARY_OPS,
     BatchProof,
     default_opset,
     dims_of,
@@ -356,7 +356,7 @@ def _gemm(sp: _SizeProof, node: onnx.NodeProto) -> Axes:
 
 
 # the batch proof's element-wise ops (one list for both proofs), plus ops that keep sizes
-_SAME = _UNARY + " Softmax LogSoftmax Hardmax LpNormalization CumSum Tile Pad"
+_SAME = UNARY_OPS + " Softmax LogSoftmax Hardmax LpNormalization CumSum Tile Pad"
 _CHANNELS = "AveragePool BatchNormalization Conv ConvTranspose DepthToSpace InstanceNormalization LpPool "
 _CHANNELS += "LRN MaxPool SpaceToDepth"
 _REDUCE = "ArgMax ArgMin ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin "
@@ -366,7 +366,7 @@ _RULES: dict[str, Callable[[_SizeProof, onnx.NodeProto], Axes]] = {
     **dict.fromkeys(_SAME.split(), _same),
     **dict.fromkeys(_CHANNELS.split(), _channels),
     **dict.fromkeys(("GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool"), _global_pool),
-    **dict.fromkeys(_BROADCAST.split(), _broadcast),
+    **dict.fromkeys(BROADCAST_OPS.split(), _broadcast),
     **dict.fromkeys(_REDUCE.split(), _reduce),
     **dict.fromkeys(("Squeeze", "Unsqueeze"), _squeeze),
     **dict.fromkeys(("Resize", "Upsample"), _resize),

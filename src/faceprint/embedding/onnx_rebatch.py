@@ -478,23 +478,26 @@ def _matmul(ctx: BatchProof, node: onnx.NodeProto) -> None:
         _refuse(f"{node_label(node)} to keep the batch on axis 0", f"operand ranks {ra} and {rb}")
 
 
-_UNARY = (
+#: Element-wise ops of one input: the output keeps the input's batch (public: the YuNet
+#: size-freeing pass in faceprint.detection.onnx_dynamic reuses these lists).
+UNARY_OPS = (
     "Abs Acos Acosh Asin Asinh Atan Atanh Cast Ceil Celu Clip Cos Cosh Dropout Elu Erf Exp Floor Gelu "
     "HardSigmoid HardSwish Identity IsInf IsNaN LeakyRelu Log Mish Neg Not Reciprocal Relu Round Selu "
     "Shrink Sigmoid Sign Sin Sinh Softplus Softsign Sqrt Tan Tanh ThresholdedRelu"
 )
 _PER_SAMPLE = "AveragePool Conv ConvTranspose DepthToSpace GlobalAveragePool GlobalLpPool GlobalMaxPool "
 _PER_SAMPLE += "InstanceNormalization LpPool LRN SpaceToDepth"
-_BROADCAST = "Add And BitShift Div Equal Greater GreaterOrEqual Less LessOrEqual Max Mean Min Mod Mul Or "
-_BROADCAST += "Pow PRelu Sub Sum Where Xor"
+#: Element-wise ops that broadcast their inputs (numpy rules).
+BROADCAST_OPS = "Add And BitShift Div Equal Greater GreaterOrEqual Less LessOrEqual Max Mean Min Mod Mul Or "
+BROADCAST_OPS += "Pow PRelu Sub Sum Where Xor"
 _REDUCE = "ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd "
 _REDUCE += "ReduceSum ReduceSumSquare"
 
 _RULES: dict[str, Callable[[BatchProof, onnx.NodeProto], None]] = {
-    **dict.fromkeys(_UNARY.split(), _per_sample),
+    **dict.fromkeys(UNARY_OPS.split(), _per_sample),
     **dict.fromkeys(_PER_SAMPLE.split(), _per_sample),
     **dict.fromkeys(("BatchNormalization", "MaxPool"), _per_sample_one_output),
-    **dict.fromkeys(_BROADCAST.split(), _broadcast),
+    **dict.fromkeys(BROADCAST_OPS.split(), _broadcast),
     **dict.fromkeys(_REDUCE.split(), _reduce),
     **dict.fromkeys(("Softmax", "LogSoftmax", "Hardmax"), _softmax),
     **dict.fromkeys(("Squeeze", "Unsqueeze"), _squeeze),
