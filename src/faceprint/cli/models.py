@@ -45,7 +45,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         t.add_row(
             r.spec.name,
             r.spec.role,
-            "present" if r.present else "MISSING",
+            _status(r),
             r.spec.licence,
             _commercial(r.spec),
             where,
@@ -87,6 +87,14 @@ def _fusions(rows: list[models.ModelStatus]) -> list[dict[str, object]]:
             }
         )
     return out
+
+
+def _status(r: models.ModelStatus) -> str:
+    """``present``; ``not built yet`` for a model built from another one's files on first
+    use (dlib-onnx, dlib-onnx-int8: nothing to fetch); else ``MISSING``."""
+    if r.present:
+        return "present"
+    return "not built yet" if r.spec.built_file and not r.spec.files else "MISSING"
 
 
 def _commercial(spec: models.ModelSpec) -> str:
